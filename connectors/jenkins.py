@@ -1,0 +1,430 @@
+"""Jenkins, read through its JSON API with `tree` queries that name every field they need.
+
+Discovery costs one request per container (folder, organisation folder, multibranch
+project), builds are read in ranged pages newest first, and stages come from one
+`wfapi/describe?fullStages=true` per pipeline build that will actually be sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote, urlsplit
+
+import jenkins
+import requests
+from pydantic import BaseModel, ConfigDict, SecretStr
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from connectors.throttle import Throttle
+from poller.errors import ConnectorError, NotFound
+from poller.model import (
+    Artifact,
+    Build,
+    Cause,
+    JobCursor,
+    JobRef,
+    Param,
+    ServerSpec,
+    Stage,
+    Step,
+    Unfinished,
+)
+
+PAGE = 100  # builds per ranged page; `builds` itself holds only the newest 100
+JOBS_PAGE = 1000  # children per container request
+MAX_BODY = 64 * 1024 * 1024  # a sane cap: no answer we ask for is anywhere near this
+UPSTREAM_DEPTH = 10
+CONTAINER_HINTS = ("Folder", "MultiBranchProject", "OrganizationFolder")
+
+JOB_TREE = "name,fullName,url,color,lastBuild[number],lastCompletedBuild[number],jobs[name]{0,1}"
+CAUSE_FIELDS = "causes[userId,upstreamProject,upstreamBuild,upstreamUrl,addr]"
+# Never `actions[*]`: the git plugin's BuildData.buildsByBranchName can be megabytes.
+BUILD_FIELDS = (
+    "number,url,building,result,timestamp,duration,"
+    f"actions[{CAUSE_FIELDS},parameters[name,value],"
+    "lastBuiltRevision[SHA1,branch[name]],remoteUrls],"
+    "changeSet[items[commitId]],changeSets[items[commitId]],artifacts[fileName,relativePath]"
+)
+
+# wfapi status → (SEI result, SEI state). A finished build should hold no open stage; one
+# that does (IN_PROGRESS, PAUSED_PENDING_INPUT) was cut short, so it reads as ABORTED.
+STATUS = {
+    "SUCCESS": ("SUCCESS", "FINISHED"),
+    "FAILED": ("FAILURE", "FINISHED"),
+    "FAILURE": ("FAILURE", "FINISHED"),
+    "UNSTABLE": ("UNSTABLE", "FINISHED"),
+    "ABORTED": ("ABORTED", "FINISHED"),
+    "NOT_EXECUTED": ("NOT_BUILT", "SKIPPED"),
+    "NOT_BUILT": ("NOT_BUILT", "SKIPPED"),
+    "IN_PROGRESS": ("ABORTED", "FINISHED"),
+    "PAUSED_PENDING_INPUT": ("ABORTED", "FINISHED"),
+}
+SECRET_PARAMS = ("PasswordParameterValue", "FileParameterValue")
+
+
+class Settings(BaseModel):
+    """Keys only Jenkins servers have."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str | None = None
+    token: SecretStr | None = None
+
+
+class JenkinsConnector:
+    type: ClassVar[str] = "jenkins"
+    Settings: ClassVar[type[BaseModel]] = Settings
+
+    # The core may set this to observe each request (status or None, seconds): metrics.
+    on_request: Callable[[int | None, float], None] | None = None
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.base = spec.url
+        settings: Settings = spec.settings or Settings()
+        token = settings.token.get_secret_value() if settings.token else None
+        self._jk = jenkins.Jenkins(self.base, username=settings.username, password=token,
+                                   timeout=spec.timeout)
+        session = self._jk._session
+        session.verify = spec.verify_tls
+        retry = Retry(total=2, connect=2, read=1, status=2, backoff_factor=0.5,
+                      status_forcelist=(502, 503, 504), allowed_methods=("GET",),
+                      raise_on_status=False, respect_retry_after_header=True)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=spec.max_concurrency + 1)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.hooks["response"].append(self._refuse_foreign_redirect)
+        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._upstream: OrderedDict[tuple[str, int], list[dict[str, Any]] | None] = OrderedDict()
+        self._upstream_lock = threading.Lock()
+        self.requests = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _refuse_foreign_redirect(self, resp: requests.Response, **_: Any) -> None:
+        """Following a redirect to another host would hand it our answers (and maybe auth)."""
+        if resp.is_redirect:
+            target = urlsplit(requests.compat.urljoin(resp.url, resp.headers["Location"]))
+            if target.netloc != urlsplit(self.base).netloc:
+                raise ConnectorError(f"redirected to another host ({target.netloc})",
+                                     url=_redact(resp.url), status=resp.status_code)
+
+    def get_json(self, url: str, tree: str | None = None, **params: str) -> Any:
+        """GET a JSON answer through python-jenkins' session, mapping failures to ours."""
+        if tree:
+            params["tree"] = tree
+        req = requests.Request("GET", url, params=params or None)
+        status: int | None = None
+        with self._throttle.slot():
+            started = time.monotonic()
+            self.requests += 1
+            resp = None
+            try:
+                resp = self._jk.jenkins_request(req, add_crumb=False, stream=True)
+                status = resp.status_code
+                body = _read_capped(resp, url)
+            except jenkins.NotFoundException:
+                status = 404
+                raise NotFound("not found (404)", url=_redact(url), status=404) from None
+            except jenkins.JenkinsException as exc:
+                status = _status_of(exc)
+                raise ConnectorError(f"HTTP {status or 'error'} from Jenkins",
+                                     url=_redact(url), status=status) from None
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                raise ConnectorError(f"HTTP {status} from Jenkins", url=_redact(url),
+                                     status=status) from None
+            except requests.exceptions.SSLError:
+                raise ConnectorError("TLS error talking to Jenkins", url=_redact(url)) from None
+            except requests.RequestException as exc:
+                raise ConnectorError(f"request failed: {type(exc).__name__}",
+                                     url=_redact(url)) from None
+            finally:
+                if resp is not None:
+                    resp.close()
+                if self.on_request:
+                    self.on_request(status, time.monotonic() - started)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ConnectorError("answer is not JSON (truncated or an HTML error page?)",
+                                 url=_redact(url), status=status) from None
+
+    def job_url(self, full_name: str) -> str:
+        """`team/feature%2Fx` → `<base>job/team/job/feature%252Fx/`: each segment encoded."""
+        return self.base + "".join(f"job/{quote(seg, safe='')}/" for seg in full_name.split("/"))
+
+    # -- the Connector protocol -----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        version = self._jk.get_version()
+        who = self._jk.get_whoami()
+        return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
+
+    def close(self) -> None:
+        self._jk._session.close()
+
+    def discover(self) -> Iterator[JobRef]:
+        """Every buildable job, one request per container (paged), never one per job."""
+        stack: list[tuple[str, str, bool, str]] = [("", self.base, False, "")]
+        while stack:
+            prefix, url, multibranch, project = stack.pop()
+            for item in self._children(url):
+                name = item.get("name") or ""
+                full = item.get("fullName") or (f"{prefix}/{name}" if prefix else name)
+                cls = item.get("_class", "")
+                if "jobs" in item or any(h in cls for h in CONTAINER_HINTS):
+                    stack.append((full, self.job_url(full), "MultiBranch" in cls, name))
+                    continue
+                yield JobRef(
+                    full_name=full,
+                    pipeline=project if multibranch else name,
+                    url=self.job_url(full),
+                    branch=unquote(name) if multibranch else None,
+                    last_build=_number(item.get("lastBuild")),
+                    last_completed=_number(item.get("lastCompletedBuild")),
+                    kind=cls,
+                )
+
+    def _children(self, url: str) -> Iterator[dict[str, Any]]:
+        start = 0
+        while True:
+            try:
+                page = self.get_json(url + "api/json", f"jobs[{JOB_TREE}]{{{start},{start + JOBS_PAGE}}}")
+            except ConnectorError as exc:
+                if start and exc.status == 500:
+                    return  # some folders answer 500 for an empty page past the end
+                raise
+            jobs = page.get("jobs") or []
+            yield from jobs
+            if len(jobs) < JOBS_PAGE:
+                return
+            start += JOBS_PAGE
+
+    def scan(
+        self, job: JobRef, cursor: JobCursor, wanted: Callable[[int], bool]
+    ) -> Iterator[Build | Unfinished]:
+        """Builds newer than the watermark, newest first, in ranged pages."""
+        stop, since = cursor.watermark, cursor.since_ms
+        size = PAGE
+        if stop is not None and job.last_build is not None:
+            size = max(2, min(PAGE, job.last_build - stop + 2))
+        offset = 0
+        while True:
+            field = "builds" if offset + size <= PAGE else "allBuilds"
+            tree = f"{field}[{BUILD_FIELDS}]{{{offset},{offset + size}}}"
+            page = self.get_json(job.url + "api/json", tree).get(field) or []
+            for raw in page:
+                number = raw.get("number")
+                if not isinstance(number, int):
+                    continue
+                if stop is not None and number <= stop:
+                    return
+                if raw.get("building") or raw.get("result") is None:
+                    yield Unfinished(number)
+                    continue
+                if since is not None and (raw.get("timestamp") or 0) < since:
+                    return
+                if wanted(number):
+                    yield self._build(job, raw)
+            if len(page) < size:
+                return
+            offset += size
+            size = PAGE
+
+    # -- mapping --------------------------------------------------------------------------
+
+    def _build(self, job: JobRef, raw: dict[str, Any]) -> Build:
+        actions = [a for a in raw.get("actions") or [] if isinstance(a, dict)]
+        causes = [c for a in actions for c in a.get("causes") or [] if isinstance(c, dict)]
+        git = next((a for a in actions if a.get("lastBuiltRevision") or a.get("remoteUrls")), {})
+        number = raw["number"]
+        return Build(
+            job_full_name=job.full_name,
+            pipeline=job.pipeline,
+            number=number,
+            result=str(raw["result"]),
+            start_ms=int(raw.get("timestamp") or 0),
+            duration_ms=int(raw.get("duration") or 0),
+            url=raw.get("url") or f"{job.url}{number}/",
+            user_id=self._user_id(causes),
+            triggers=tuple(_cause(c) for c in causes),
+            params=tuple(_params(actions)),
+            commit_ids=tuple(_commits(raw, git)),
+            repo_url=(git.get("remoteUrls") or [None])[0],
+            branch=job.branch or _branch(git),
+            stages=self._stages(job, raw),
+            artifacts=tuple(_artifacts(raw, job.url)),
+        )
+
+    def _user_id(self, causes: list[dict[str, Any]], depth: int = 0) -> str:
+        """SEI's plugin rule, applied to the root of the upstream chain."""
+        up = next((c for c in causes if _simple(c) == "UpstreamCause"), None)
+        if up and depth < UPSTREAM_DEPTH:
+            parent = self._upstream_causes(up)
+            if parent is not None:
+                return self._user_id(parent, depth + 1)
+        names = [_simple(c) for c in causes]
+        if any(_is_scm(n) for n in names):
+            return "SCMTrigger"
+        user = next((c.get("userId") for c in causes if _simple(c) == "UserIdCause"), None)
+        if user:
+            return str(user)
+        if "TimerTriggerCause" in names:
+            return "TimerTrigger"
+        return "SYSTEM"
+
+    def _upstream_causes(self, cause: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The upstream build's causes, cached: a deploy fan-out shares one root."""
+        project, number = cause.get("upstreamProject"), cause.get("upstreamBuild")
+        if not project or not isinstance(number, int):
+            return None
+        key = (project, number)
+        with self._upstream_lock:
+            if key in self._upstream:
+                self._upstream.move_to_end(key)
+                return self._upstream[key]
+        try:
+            data = self.get_json(f"{self.job_url(project)}{number}/api/json",
+                                 f"actions[{CAUSE_FIELDS}]")
+            found = [c for a in data.get("actions") or [] if isinstance(a, dict)
+                     for c in a.get("causes") or [] if isinstance(c, dict)]
+        except NotFound:
+            found = None  # upstream build discarded: the chain ends here
+        with self._upstream_lock:
+            self._upstream[key] = found
+            while len(self._upstream) > 4096:
+                self._upstream.popitem(last=False)
+        return found
+
+    def _stages(self, job: JobRef, raw: dict[str, Any]) -> tuple[Stage, ...] | None:
+        if not self.spec.stages or "WorkflowRun" not in raw.get("_class", ""):
+            return None
+        try:
+            data = self.get_json(f"{job.url}{raw['number']}/wfapi/describe", fullStages="true")
+        except NotFound:
+            return None  # no Pipeline Stage View plugin
+        return tuple(_stage(s) for s in data.get("stages") or [] if isinstance(s, dict)) or None
+
+
+def _read_capped(resp: requests.Response, url: str) -> bytes:
+    chunks, size = [], 0
+    for chunk in resp.iter_content(1 << 16):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ConnectorError(f"answer larger than {MAX_BODY >> 20} MB", url=_redact(url))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_of(exc: Exception) -> int | None:
+    cause = exc.__context__
+    response = getattr(cause, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _number(ref: Any) -> int | None:
+    return ref.get("number") if isinstance(ref, dict) else None
+
+
+def _simple(obj: dict[str, Any]) -> str:
+    """`hudson.model.Cause$UserIdCause` → `UserIdCause`."""
+    return str(obj.get("_class", "")).rsplit(".", 1)[-1].rsplit("$", 1)[-1]
+
+
+def _is_scm(name: str) -> bool:
+    return name in ("SCMTriggerCause", "BranchEventCause") or "Push" in name or "WebHook" in name
+
+
+def _cause(c: dict[str, Any]) -> Cause:
+    name = _simple(c)
+    if name == "UpstreamCause":
+        return Cause(name, str(c.get("upstreamProject") or "unknown"), c.get("upstreamBuild"))
+    if name == "UserIdCause":
+        return Cause(name, str(c.get("userId") or "unknown"))
+    if _is_scm(name):
+        return Cause(name, "SCMTrigger")
+    if name == "RemoteCause":
+        return Cause(name, str(c.get("addr") or "unknown"))
+    return Cause(name or "unknown", "unknown")
+
+
+def _params(actions: list[dict[str, Any]]) -> Iterator[Param]:
+    for action in actions:
+        for p in action.get("parameters") or []:
+            if not isinstance(p, dict) or not p.get("name"):
+                continue
+            kind = _simple(p)
+            if any(s in kind for s in SECRET_PARAMS):
+                continue
+            yield Param(kind, p["name"], p.get("value"))
+
+
+def _commits(raw: dict[str, Any], git: dict[str, Any]) -> Iterator[str]:
+    sha = (git.get("lastBuiltRevision") or {}).get("SHA1")
+    if sha:
+        yield sha
+    sets = list(raw.get("changeSets") or [])
+    if isinstance(raw.get("changeSet"), dict):
+        sets.append(raw["changeSet"])
+    for cs in sets:
+        for item in (cs or {}).get("items") or []:
+            if isinstance(item, dict) and item.get("commitId"):
+                yield item["commitId"]
+
+
+def _branch(git: dict[str, Any]) -> str | None:
+    branches = (git.get("lastBuiltRevision") or {}).get("branch") or []
+    name = branches[0].get("name") if branches and isinstance(branches[0], dict) else None
+    if not name:
+        return None
+    if name.startswith("refs/remotes/"):
+        return name.split("/", 3)[3] if name.count("/") >= 3 else name
+    return name.removeprefix("refs/heads/")
+
+
+def _artifacts(raw: dict[str, Any], job_url: str) -> Iterator[Artifact]:
+    build_url = raw.get("url") or f"{job_url}{raw['number']}/"
+    for a in raw.get("artifacts") or []:
+        if isinstance(a, dict) and a.get("relativePath"):
+            yield Artifact(
+                name=a.get("fileName") or a["relativePath"].rsplit("/", 1)[-1],
+                location=f"{build_url}artifact/{quote(a['relativePath'])}",
+                qualifier=str(raw["number"]),
+            )
+
+
+def _node_status(status: Any) -> tuple[str, str]:
+    return STATUS.get(str(status), ("NOT_BUILT", "SKIPPED"))
+
+
+def _stage(s: dict[str, Any]) -> Stage:
+    result, state = _node_status(s.get("status"))
+    steps = tuple(
+        Step(
+            id=str(n.get("id")),
+            name=str(n.get("name") or ""),
+            description=str(n.get("parameterDescription") or n.get("name") or ""),
+            result=_node_status(n.get("status"))[0],
+            state=_node_status(n.get("status"))[1],
+            start_ms=n.get("startTimeMillis"),
+            duration_ms=int(n.get("durationMillis") or 0),
+        )
+        for n in s.get("stageFlowNodes") or []
+        if isinstance(n, dict)
+    )
+    name = str(s.get("name") or "")
+    return Stage(str(s.get("id")), name, name, result, state, s.get("startTimeMillis"),
+                 int(s.get("durationMillis") or 0), steps)

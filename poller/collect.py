@@ -1,0 +1,267 @@
+"""One poll of one server: discover jobs, scan the ones that moved, enqueue new builds.
+
+The core owns the watermark arithmetic so connectors only yield what they see. A job's
+watermark moves only after its scan completed, in the same transaction as its last outbox
+rows; a job that failed keeps its watermark and is retried next poll.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from poller.config import Server
+from poller.errors import ConnectorError
+from poller.globs import matches, selected
+from poller.model import Build, JobCursor, JobRef, Unfinished
+from poller.payload import to_sei
+from poller.state import JobState, JobUpdate, State
+from poller.timeparse import since_ms
+
+log = structlog.get_logger()
+BATCH = 200  # builds per transaction while a long history streams in
+
+
+class Sink(Protocol):
+    """Where enqueued builds go: the state database, or stdout for `--dry-run`."""
+
+    def enqueue(
+        self, server: str, job: str, items: Iterable[tuple[int, str]], update: JobUpdate | None = None
+    ) -> int: ...
+
+
+class Stopped(Exception):
+    """Shutdown was asked for mid-scan; what was enqueued so far stays, the watermark waits."""
+
+
+@dataclass
+class PollResult:
+    server: str
+    jobs: int = 0
+    scanned: int = 0
+    failed: int = 0
+    enqueued: int = 0
+    new_jobs: list[JobRef] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.failed == 0
+
+
+Progress = Callable[[str, int], None]
+
+
+def _noop(_kind: str, _n: int) -> None:
+    pass
+
+
+class Collector:
+    """Polls one server through its connector into a sink, reading state for what is known."""
+
+    def __init__(
+        self,
+        server: Server,
+        connector: Any,
+        state: State,
+        *,
+        sink: Sink | None = None,
+        stop: threading.Event | None = None,
+        progress: Progress = _noop,
+    ) -> None:
+        self.server = server
+        self.connector = connector
+        self.state = state
+        self.sink: Sink = sink or state
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self._lock = threading.Lock()
+
+    def poll(
+        self,
+        *,
+        backfill: bool = False,
+        since: Any = None,
+        job_glob: str | None = None,
+        new_jobs: str = "scan",
+    ) -> PollResult:
+        """`new_jobs`: "scan" them now, "defer" them (returned in the result), or "only" them."""
+        name = self.server.name
+        result = PollResult(name)
+        started = time.monotonic()
+        with bound_contextvars(server=name):
+            try:
+                jobs = self._discover(job_glob)
+            except ConnectorError as exc:
+                result.error = str(exc)
+                log.error("discovery failed; will retry next poll", error=str(exc), url=exc.url)
+                self._polled(result, started)
+                return result
+            result.jobs = len(jobs)
+            self.progress("jobs", len(jobs))
+            todo = self._select(jobs, backfill, new_jobs, result)
+            bound = since_ms(since if since is not None else self.server.config.backfill_since)
+            workers = max(1, self.server.config.max_concurrency)
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"scan-{name}") as pool:
+                for outcome in pool.map(lambda j: self._scan_job(j, backfill, bound), todo):
+                    result.scanned += 1
+                    self.progress("scanned", 1)
+                    if outcome is None:
+                        result.failed += 1
+                    else:
+                        result.enqueued += outcome
+            self._polled(result, started)
+        return result
+
+    def _discover(self, job_glob: str | None) -> list[JobRef]:
+        cfg = self.server.config
+        return [
+            j
+            for j in self.connector.discover()
+            if selected(j.full_name, cfg.include, cfg.exclude)
+            and (not job_glob or matches(j.full_name, [job_glob]))
+        ]
+
+    def _select(self, jobs: list[JobRef], backfill: bool, new_jobs: str, result: PollResult) -> list[JobRef]:
+        """Drop jobs that have not moved since the last poll: they cost nothing more."""
+        known = self.state.known_jobs(self.server.name)
+        todo = []
+        for job in jobs:
+            js = known.get(job.full_name)
+            is_new = js is None or js.watermark is None
+            if backfill:
+                todo.append(job)
+            elif is_new and job.last_build is None:
+                continue  # never built: nothing to read
+            elif is_new and new_jobs == "defer":
+                result.new_jobs.append(job)
+            elif not is_new and new_jobs == "only":
+                continue
+            elif js is not None and not is_new and _idle(job, js):
+                continue
+            else:
+                todo.append(job)
+        return todo
+
+    def _polled(self, result: PollResult, started: float) -> None:
+        if isinstance(self.sink, State):
+            self.state.polled(result.server, result.ok, time.monotonic() - started,
+                              result.error or (f"{result.failed} job(s) failed" if result.failed else None))
+        log.info("poll finished", jobs=result.jobs, scanned=result.scanned,
+                 failed=result.failed, enqueued=result.enqueued,
+                 seconds=round(time.monotonic() - started, 3))
+
+    def _scan_job(self, job: JobRef, backfill: bool, bound: int | None) -> int | None:
+        with bound_contextvars(server=self.server.name, job=job.full_name):
+            try:
+                return _JobScan(self, job, backfill, bound).run()
+            except Stopped:
+                return 0
+            except ConnectorError as exc:
+                log.error("job scan failed; watermark kept, retried next poll",
+                          error=str(exc), url=exc.url, status=exc.status)
+            except Exception as exc:
+                log.exception("job scan crashed; watermark kept, retried next poll", error=repr(exc))
+            if isinstance(self.sink, State):
+                self.state.job_failed(self.server.name, job.full_name, "scan failed")
+            return None
+
+
+def _idle(job: JobRef, js: JobState) -> bool:
+    """Nothing new and nothing running below the newest build: no request needed."""
+    return (
+        job.last_build == js.last_build
+        and job.last_completed == js.last_completed
+        and js.watermark is not None
+        and js.watermark >= (job.last_build or 0)
+    )
+
+
+class _JobScan:
+    """The arithmetic of one job's scan: which builds are wanted, where the marks move."""
+
+    def __init__(self, c: Collector, job: JobRef, backfill: bool, bound: int | None) -> None:
+        self.c, self.job, self.backfill = c, job, backfill
+        self.name = c.server.name
+        js = c.state.job(self.name, job.full_name)
+        if js.watermark is not None and job.last_build is not None and job.last_build < js.watermark:
+            log.warning("build numbers went backwards: job recreated? backfilling it as new",
+                        last_build=job.last_build, watermark=js.watermark)
+            if isinstance(c.sink, State):
+                c.state.reset_job(self.name, job.full_name)
+            js = JobState()
+        self.js = js
+        self.is_new = js.watermark is None
+        stop_at = None if backfill else js.watermark
+        self.cursor = JobCursor(watermark=stop_at, floor=js.floor, cursor=js.cursor,
+                                since_ms=bound if (backfill or self.is_new) else None)
+        self.seen: set[int] = set()
+        self.low: int | None = None
+        self.running: list[int] = []
+
+    def wanted(self, n: int) -> bool:
+        self.seen.add(n)
+        self.low = n if self.low is None else min(self.low, n)
+        if n in self.js.ledger:
+            return False
+        wm, floor = self.js.watermark, self.js.floor
+        return not (wm is not None and n <= wm and (floor is None or n >= floor))
+
+    def run(self) -> int:
+        added, batch = 0, []
+        for item in self.c.connector.scan(self.job, self.cursor, self.wanted):
+            if self.c.stop.is_set():
+                raise Stopped
+            if isinstance(item, Unfinished):
+                self.running.append(item.number)
+                self.seen.add(item.number)
+                continue
+            batch.append((item.number, _encode(item, self.c.server)))
+            if len(batch) >= BATCH:
+                added += self._flush(batch, None)
+                batch = []
+        added += self._flush(batch, self._update())
+        return added
+
+    def _flush(self, batch: list[tuple[int, str]], update: JobUpdate | None) -> int:
+        if not batch and update is None:
+            return 0
+        n = self.c.sink.enqueue(self.name, self.job.full_name, batch, update)
+        self.c.progress("found", len(batch))
+        return n
+
+    def _update(self) -> JobUpdate:
+        js, job = self.js, self.job
+        top = max([job.last_build or 0, js.watermark or 0, *self.seen])
+        watermark = min(self.running) - 1 if self.running else top
+        if js.watermark is not None:
+            watermark = max(watermark, js.watermark)
+        if self.is_new:
+            floor = self.low if self.low is not None else watermark + 1
+        elif self.backfill and self.low is not None:
+            floor = min(self.low, js.floor if js.floor is not None else self.low)
+        else:
+            floor = js.floor
+        if not self.is_new and not self.backfill:
+            self._log_vanished(js.watermark or 0, watermark)
+        return JobUpdate(watermark, floor, job.last_build, job.last_completed, js.cursor)
+
+    def _log_vanished(self, old: int, new: int) -> None:
+        if new - old > 10_000:
+            return
+        gone = [n for n in range(old + 1, new + 1) if n not in self.seen and n not in self.js.ledger]
+        if gone:
+            log.warning("builds vanished before they were handled (retention or deletion); skipped",
+                        count=len(gone), builds=gone[:20])
+
+
+def _encode(build: Build, server: Server) -> str:
+    return json.dumps(to_sei(build, server.config), separators=(",", ":"), ensure_ascii=False)

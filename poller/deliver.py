@@ -1,0 +1,125 @@
+"""Drain the outbox into SEI: parallel POSTs, each answer recorded as it arrives.
+
+Workers only do HTTP; the calling thread records every outcome in SQLite, so a crash
+between a 202 and its record means one duplicate at most, which SEI ignores.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import structlog
+
+from poller.sei import Outcome, Sender, next_delay
+from poller.state import Item, State
+
+log = structlog.get_logger()
+AUTH_PAUSE = 60.0  # after SEI refused the key, the daemon waits this long before trying again
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    auth_failed: bool = False
+
+
+class Deliverer:
+    def __init__(
+        self,
+        state: State,
+        sender: Sender,
+        concurrency: int,
+        *,
+        stop: threading.Event | None = None,
+        on_outcome: object = None,
+    ) -> None:
+        self.state = state
+        self.sender = sender
+        self.concurrency = max(1, concurrency)
+        self.stop = stop or threading.Event()
+        self.paused_until = 0.0
+        self.on_outcome = on_outcome
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sei-post")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def pass_once(self) -> Report:
+        """POST everything due now, `concurrency` at a time, until nothing is due."""
+        report = Report()
+        inflight: dict[Future[Outcome], Item] = {}
+        exhausted = False
+        while True:
+            halted = report.auth_failed or self.stop.is_set() or time.time() < self.paused_until
+            if not halted and not exhausted and len(inflight) < self.concurrency:
+                taken = {i.id for i in inflight.values()}
+                fresh = [i for i in self.state.due(self.concurrency * 4) if i.id not in taken]
+                room = self.concurrency - len(inflight)
+                for item in fresh[:room]:
+                    inflight[self._pool.submit(self.sender.post, item.payload)] = item
+                exhausted = not fresh
+            if not inflight:
+                return report
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._record(inflight.pop(fut), fut.result(), report)
+                exhausted = False
+
+    def _record(self, item: Item, outcome: Outcome, report: Report) -> None:
+        ctx = {"server": item.server, "job": item.job, "build": item.number}
+        if callable(self.on_outcome):
+            self.on_outcome(item, outcome)
+        if outcome.kind == "sent":
+            self.state.sent(item.id)
+            report.sent += 1
+        elif outcome.kind == "dead":
+            self.state.dead(item.id, outcome.detail)
+            report.dead += 1
+            log.error("SEI rejected the payload; dead-lettered", status=outcome.status,
+                      detail=outcome.detail, **ctx)
+        elif outcome.kind == "auth":
+            self.state.retry_later(item.id, 0.0, outcome.detail)
+            if not report.auth_failed:
+                log.error("SEI refused the API key (HTTP %s); delivery stopped for this cycle, "
+                          "everything stays pending" % outcome.status, status=outcome.status)
+            report.auth_failed = True
+        else:
+            delay = next_delay(item.attempts + 1, outcome.retry_after)
+            self.state.retry_later(item.id, delay, outcome.detail)
+            report.retried += 1
+            if outcome.retry_after is not None:
+                self.paused_until = max(self.paused_until, time.time() + outcome.retry_after)
+            log.warning("SEI delivery failed; will retry", detail=outcome.detail,
+                        retry_in=round(delay, 1), attempts=item.attempts + 1, **ctx)
+
+    def drain(self, retry_window: float) -> Report:
+        """For `once` and `backfill`: keep trying until the outbox is empty, SEI refuses the
+        key, or nothing has gone through for `retry_window` seconds."""
+        total = Report()
+        last_progress = time.time()
+        while not self.stop.is_set():
+            rep = self.pass_once()
+            total.sent += rep.sent
+            total.retried += rep.retried
+            total.dead += rep.dead
+            if rep.sent:
+                last_progress = time.time()
+            if rep.auth_failed:
+                total.auth_failed = True
+                return total
+            nxt = self.state.next_due_at()
+            if nxt is None:
+                return total
+            give_up = last_progress + retry_window
+            if max(nxt, self.paused_until) > give_up or time.time() >= give_up:
+                pending = self.state.counts()["pending"]
+                log.error("SEI still failing after the retry window; payloads left pending",
+                          pending=pending, retry_window=retry_window)
+                return total
+            self.stop.wait(max(0.0, min(max(nxt, self.paused_until), give_up) - time.time()))
+        return total

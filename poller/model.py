@@ -1,0 +1,149 @@
+"""Neutral records passed from connectors to the core.
+
+Connectors build these from whatever their CI server speaks; nothing here knows SEI or
+SQLite, so a third-party connector depends on this module alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Jenkins' own result vocabulary: SEI stores `result` verbatim and DORA filters match it
+# exactly, so every connector maps onto these five strings.
+RESULTS = ("SUCCESS", "FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What every connector is told about its server, already validated.
+
+    `settings` is the connector's own validated settings object (its `Settings` model),
+    holding what only that connector understands (credentials, for instance).
+    """
+
+    name: str
+    type: str
+    url: str
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+    stages: bool = True
+    verify_tls: bool | str = True
+    timeout: float = 30.0
+    max_concurrency: int = 4
+    requests_per_second: float | None = None
+    settings: Any = None
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """One buildable job as discovery saw it.
+
+    `last_build` / `last_completed` let the core skip a job whose history has not moved
+    since the previous poll without asking the server anything more.
+    """
+
+    full_name: str
+    pipeline: str
+    url: str
+    branch: str | None = None
+    last_build: int | None = None
+    last_completed: int | None = None
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a build ran; `type` is the cause's class simple name (`UserIdCause`)."""
+
+    type: str
+    id: str
+    job_run_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Param:
+    type: str
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    name: str
+    description: str
+    result: str
+    state: str
+    start_ms: int | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    name: str
+    description: str
+    result: str
+    state: str
+    start_ms: int | None
+    duration_ms: int
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    location: str
+    qualifier: str
+    type: str = "file"
+    output: bool = True
+
+
+@dataclass(frozen=True)
+class Build:
+    """One finished build, everything SEI can use, nothing more.
+
+    `number` is the key SEI dedupes on (with the job's full name), so connectors for
+    systems without build numbers must derive a stable integer (e.g. run * 1000 + attempt).
+    """
+
+    job_full_name: str
+    pipeline: str
+    number: int
+    result: str
+    start_ms: int
+    duration_ms: int
+    url: str = ""
+    user_id: str = "SYSTEM"
+    triggers: tuple[Cause, ...] = ()
+    params: tuple[Param, ...] = ()
+    commit_ids: tuple[str, ...] = ()
+    repo_url: str | None = None
+    branch: str | None = None
+    stages: tuple[Stage, ...] | None = None
+    artifacts: tuple[Artifact, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A build seen still running: the core keeps the job's low watermark below it."""
+
+    number: int
+
+
+@dataclass
+class JobCursor:
+    """What the core remembers of one job, handed to the connector when it scans.
+
+    `watermark`: every build at or below it is handled (None: job never scanned).
+    `floor`: the lowest build number the handled range starts at (backfill extends it).
+    `since_ms`: do not read builds that started before this (the backfill window).
+    `cursor`: an opaque string a time-cursored connector may keep between scans.
+    """
+
+    watermark: int | None = None
+    floor: int | None = None
+    since_ms: int | None = None
+    cursor: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

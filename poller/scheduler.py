@@ -1,0 +1,107 @@
+"""The daemon: APScheduler polls each server on its own interval; delivery runs continuously.
+
+Each server has its own interval job (max one instance, coalesced) in a pool large enough
+for all of them, so a slow or failing server never delays another. Jobs seen for the first
+time are backfilled by a separate job, so a long backfill never delays a live poll.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from poller.collect import Collector
+from poller.config import Config, Server
+from poller.deliver import AUTH_PAUSE, Deliverer
+from poller.notify import notify, watchdog_interval
+from poller.state import State
+
+log = structlog.get_logger()
+STUCK_AFTER = 900.0  # a live poll running longer than this (and 10 intervals) starves the watchdog
+
+
+class Daemon:
+    def __init__(self, cfg: Config, state: State, deliverer: Deliverer,
+                 connectors: dict[str, Any], stop: threading.Event) -> None:
+        self.cfg, self.state, self.deliverer = cfg, state, deliverer
+        self.connectors, self.stop = connectors, stop
+        self.wake = threading.Event()
+        self.running: dict[str, float] = {}
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max(4, 2 * len(cfg.servers) + 1))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def _collector(self, server: Server) -> Collector:
+        return Collector(server, self.connectors[server.name], self.state, stop=self.stop)
+
+    def poll(self, server: Server) -> None:
+        self.running[server.name] = time.monotonic()
+        try:
+            result = self._collector(server).poll(new_jobs="defer")
+            if result.new_jobs and not self.stop.is_set():
+                self.scheduler.add_job(self.backfill, id=f"backfill:{server.name}",
+                                       args=[server], replace_existing=True,
+                                       next_run_time=datetime.now(UTC))
+        finally:
+            self.running.pop(server.name, None)
+            self.wake.set()
+
+    def backfill(self, server: Server) -> None:
+        self._collector(server).poll(new_jobs="only")
+        self.wake.set()
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        for server in self.cfg.servers:
+            began = self.running.get(server.name)
+            limit = max(STUCK_AFTER, 10 * server.config.poll_interval)
+            if began is not None and now - began > limit:
+                log.error("poll stuck; withholding the watchdog ping", server=server.name)
+                return False
+        return True
+
+    def run(self) -> int:
+        for server in self.cfg.servers:
+            interval = server.config.poll_interval
+            self.scheduler.add_job(self.poll, "interval", seconds=interval, args=[server],
+                                   id=f"poll:{server.name}", jitter=min(30.0, interval * 0.1),
+                                   next_run_time=datetime.now(UTC))
+        self.scheduler.start()
+        notify("READY=1")
+        log.info("daemon started", servers=[s.name for s in self.cfg.servers])
+        ping_every = watchdog_interval()
+        last_ping = 0.0
+        while not self.stop.is_set():
+            report = self.deliverer.pass_once()
+            if ping_every and time.monotonic() - last_ping >= ping_every and self.healthy():
+                notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+            if report.auth_failed:
+                self.stop.wait(AUTH_PAUSE)
+                continue
+            nxt = self.state.next_due_at()
+            timeout = 1.0 if nxt is None else min(1.0, max(0.05, nxt - time.time()))
+            if report.sent == 0:
+                self.wake.wait(timeout)
+            self.wake.clear()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        notify("STOPPING=1")
+        log.info("stopping: finishing requests in flight")
+        self.scheduler.shutdown(wait=False)
+        self.deliverer.close()
+        deadline = time.monotonic() + 8.0
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        log.info("stopped")
+        return 0

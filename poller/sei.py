@@ -1,0 +1,183 @@
+"""Everything that talks to SEI: one `requests.Session`, one place that reads its answers.
+
+A POST is safe to repeat only because SEI keeps the first write per (instance_guid,
+job_full_name, build_number): that is why delivery is at-least-once and retries freely.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from poller import __version__
+
+# Backoff for retryable answers: 2 s doubling to 5 min, with jitter so that many pollers
+# recovering from one SEI outage do not knock together.
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 300.0
+# A Retry-After beyond this is treated as this: SEI's gateway never needs hours.
+RETRY_AFTER_MAX = 3600.0
+RETRYABLE = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+AUTH_REFUSED = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`sent`, `retry` (try again after `retry_after` if given), `dead` (never will), `auth`."""
+
+    kind: str
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+
+
+def classify(status: int, headers: dict[str, str] | Any, body: str) -> Outcome:
+    """SEI's answer → what to do with the payload. Pure, so every branch is unit-tested."""
+    if 200 <= status < 300:
+        return Outcome("sent", status)
+    detail = f"HTTP {status}: {body.strip()[:500]}"
+    if status in AUTH_REFUSED:
+        return Outcome("auth", status, detail)
+    if status in RETRYABLE:
+        return Outcome("retry", status, detail, parse_retry_after(headers.get("Retry-After")))
+    return Outcome("dead", status, detail)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        from datetime import UTC, datetime
+
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, min(seconds, RETRY_AFTER_MAX))
+
+
+def next_delay(attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before the next try of a payload that has failed `attempts` times."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+class Sender:
+    """Posts payloads to SEI. Thread-safe for concurrent `post` calls (one pool per sender)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        concurrency: int = 2,
+        verify_tls: bool | str = True,
+    ) -> None:
+        self.endpoint = endpoint
+        self._timeout = (connect_timeout, timeout)
+        self._session = requests.Session()
+        self._session.verify = verify_tls
+        self._session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(concurrency, 1) + 1)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "Authorization": f"ApiKey {api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"sei-poller/{__version__}",
+            }
+        )
+
+    @classmethod
+    def from_config(cls, sei: Any) -> Sender:
+        return cls(
+            sei.endpoint,
+            sei.api_key.get_secret_value(),
+            timeout=sei.timeout,
+            connect_timeout=sei.connect_timeout,
+            concurrency=sei.concurrency,
+            verify_tls=sei.verify_tls,
+        )
+
+    def post(self, body: str | bytes) -> Outcome:
+        """One POST; network failures are retryable outcomes, never exceptions."""
+        try:
+            resp = self._session.post(
+                self.endpoint,
+                data=body if isinstance(body, bytes) else body.encode(),
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return Outcome("retry", None, "timed out")
+        except requests.exceptions.SSLError as exc:
+            return Outcome("retry", None, f"TLS error: {type(exc.__cause__ or exc).__name__}")
+        except requests.RequestException as exc:
+            return Outcome("retry", None, f"connection failed: {type(exc).__name__}")
+        return classify(resp.status_code, resp.headers, resp.text)
+
+    def probe(self) -> Outcome:
+        """Prove the endpoint is reachable and the key accepted without storing anything.
+
+        SEI answers 400 to `{}` (required fields missing) once the key passed, 401/403 if not.
+        """
+        outcome = self.post(b"{}")
+        if outcome.status == 400:
+            return Outcome("sent", 400, "endpoint reachable, API key accepted")
+        if outcome.kind == "sent":
+            return Outcome("sent", outcome.status, "endpoint reachable, API key accepted")
+        return outcome
+
+    def register(self, integration_id: str, name: str, type_: str) -> tuple[Outcome, str | None]:
+        """Create a CI/CD instance in SEI; returns the GUID its answer holds."""
+        body = json.dumps({"integration_id": integration_id, "name": name, "type": type_})
+        try:
+            resp = self._session.post(self.endpoint, data=body.encode(), timeout=self._timeout)
+        except requests.RequestException as exc:
+            return Outcome("retry", None, f"connection failed: {type(exc).__name__}"), None
+        outcome = classify(resp.status_code, resp.headers, resp.text)
+        if outcome.kind != "sent":
+            return outcome, None
+        return outcome, guid_from(resp.text)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def guid_from(text: str) -> str | None:
+    """SEI answers a JSON string, or an object holding the id: find the UUID either way."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = text.strip()
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                return str(uuid.UUID(value.strip()))
+            except ValueError:
+                continue
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None

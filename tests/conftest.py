@@ -1,0 +1,52 @@
+"""Shared fixtures: real servers on 127.0.0.1, real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poller import logs
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    logs.configure("info", "json")
+    yield
+
+
+def write_config(path: Path, *, sei_url: str, servers: list[dict], api_key: str = "sei-secret-key",
+                 extra: str = "", state: str = "state.db") -> Path:
+    """A config file like an operator writes it, from simple server dicts."""
+    blocks = []
+    for s in servers:
+        lines = ["[[servers]]"]
+        for k, v in s.items():
+            lines.append(f"{k} = {_toml(v)}")
+        blocks.append("\n".join(lines))
+    text = textwrap.dedent(f"""
+        [sei]
+        url = "{sei_url}"
+        api_key = "{api_key}"
+        concurrency = 4
+        retry_window = "5s"
+
+        [state]
+        path = "{state}"
+        {extra}
+    """) + "\n\n".join(blocks) + "\n"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
