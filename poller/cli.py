@@ -26,6 +26,7 @@ from poller.collect import Collector, PollResult
 from poller.config import Config, Server, load
 from poller.deliver import Deliverer, Report
 from poller.errors import ConfigError, SeiPollerError
+from poller.metrics import Metrics
 from poller.progress import Progress
 from poller.registry import connector_class
 from poller.sei import Sender
@@ -114,8 +115,22 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _connector(server: Server) -> Any:
-    return connector_class(server.config.type)(server.spec)
+def _connector(server: Server, metrics: Metrics | None = None) -> Any:
+    connector = connector_class(server.config.type)(server.spec)
+    if metrics is not None and hasattr(connector, "on_request"):
+        connector.on_request = metrics.ci_hook(server.name)
+    return connector
+
+
+def _metrics(cfg: Config, state: State) -> Metrics | None:
+    """Serve Prometheus metrics when `[metrics] listen` is set."""
+    if not cfg.metrics.listen:
+        return None
+    metrics = Metrics()
+    metrics.watch_state(state)
+    metrics.serve(cfg.metrics.listen)
+    log.info("metrics served", listen=cfg.metrics.listen)
+    return metrics
 
 
 def _servers(cfg: Config, name: str | None) -> tuple[Server, ...]:
@@ -195,13 +210,15 @@ def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
     if args.dry_run:
         return _dry_run(cfg, servers, args, backfill, stop)
     state = State(cfg.state_path)
+    metrics = _metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop)
+    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop,
+                          on_outcome=metrics.outcome if metrics else None)
     progress = Progress(enabled=backfill)
     try:
         with _signals(stop):
             results, report = _poll_while_delivering(
-                cfg, servers, state, deliverer, stop, progress, backfill=backfill,
+                cfg, servers, state, deliverer, stop, progress, metrics, backfill=backfill,
                 since=getattr(args, "since", None), job_glob=getattr(args, "job", None))
     finally:
         progress.close()
@@ -214,7 +231,8 @@ def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
 
 def _poll_while_delivering(
     cfg: Config, servers: tuple[Server, ...], state: State, deliverer: Deliverer,
-    stop: threading.Event, progress: Progress, *, backfill: bool, since: str | None,
+    stop: threading.Event, progress: Progress, metrics: Metrics | None, *, backfill: bool,
+    since: str | None,
     job_glob: str | None,
 ) -> tuple[list[PollResult], Report]:
     """Deliver while the servers are read, so a long backfill streams instead of piling up."""
@@ -238,10 +256,11 @@ def _poll_while_delivering(
     courier.start()
 
     def poll_one(server: Server) -> None:
-        connector = _connector(server)
+        connector = _connector(server, metrics)
         try:
-            results.append(Collector(server, connector, state, stop=stop, progress=progress.update)
-                           .poll(backfill=backfill, since=since, job_glob=job_glob))
+            collector = Collector(server, connector, state, stop=stop, progress=progress.update,
+                                  metrics=metrics)
+            results.append(collector.poll(backfill=backfill, since=since, job_glob=job_glob))
         finally:
             connector.close()
 
@@ -302,11 +321,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     state = State(cfg.state_path)
     stop = threading.Event()
+    metrics = _metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop)
-    connectors = {s.name: _connector(s) for s in cfg.servers}
+    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop,
+                          on_outcome=metrics.outcome if metrics else None)
+    connectors = {s.name: _connector(s, metrics) for s in cfg.servers}
     with _signals(stop):
-        code = Daemon(cfg, state, deliverer, connectors, stop).run()
+        code = Daemon(cfg, state, deliverer, connectors, stop, metrics).run()
     state.close()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.current_thread()):

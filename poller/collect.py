@@ -76,6 +76,7 @@ class Collector:
         sink: Sink | None = None,
         stop: threading.Event | None = None,
         progress: Progress = _noop,
+        metrics: Any = None,
     ) -> None:
         self.server = server
         self.connector = connector
@@ -83,7 +84,7 @@ class Collector:
         self.sink: Sink = sink or state
         self.stop = stop or threading.Event()
         self.progress = progress
-        self._lock = threading.Lock()
+        self.metrics = metrics
 
     def poll(
         self,
@@ -152,6 +153,9 @@ class Collector:
         return todo
 
     def _polled(self, result: PollResult, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.poll_done(result.server, result.ok, time.monotonic() - started,
+                                   result.enqueued)
         if isinstance(self.sink, State):
             self.state.polled(result.server, result.ok, time.monotonic() - started,
                               result.error or (f"{result.failed} job(s) failed" if result.failed else None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -36,7 +37,7 @@ class Deliverer:
         concurrency: int,
         *,
         stop: threading.Event | None = None,
-        on_outcome: object = None,
+        on_outcome: Callable[[Item, Outcome], None] | None = None,
     ) -> None:
         self.state = state
         self.sender = sender
@@ -72,7 +73,7 @@ class Deliverer:
 
     def _record(self, item: Item, outcome: Outcome, report: Report) -> None:
         ctx = {"server": item.server, "job": item.job, "build": item.number}
-        if callable(self.on_outcome):
+        if self.on_outcome is not None:
             self.on_outcome(item, outcome)
         if outcome.kind == "sent":
             self.state.sent(item.id)

@@ -28,8 +28,8 @@ STUCK_AFTER = 900.0  # a live poll running longer than this (and 10 intervals) s
 
 class Daemon:
     def __init__(self, cfg: Config, state: State, deliverer: Deliverer,
-                 connectors: dict[str, Any], stop: threading.Event) -> None:
-        self.cfg, self.state, self.deliverer = cfg, state, deliverer
+                 connectors: dict[str, Any], stop: threading.Event, metrics: Any = None) -> None:
+        self.cfg, self.state, self.deliverer, self.metrics = cfg, state, deliverer, metrics
         self.connectors, self.stop = connectors, stop
         self.wake = threading.Event()
         self.running: dict[str, float] = {}
@@ -40,7 +40,8 @@ class Daemon:
         )
 
     def _collector(self, server: Server) -> Collector:
-        return Collector(server, self.connectors[server.name], self.state, stop=self.stop)
+        return Collector(server, self.connectors[server.name], self.state, stop=self.stop,
+                         metrics=self.metrics)
 
     def poll(self, server: Server) -> None:
         self.running[server.name] = time.monotonic()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ class Outcome:
     status: int | None = None
     detail: str = ""
     retry_after: float | None = None
+    seconds: float = 0.0
 
 
 def classify(status: int, headers: dict[str, str] | Any, body: str) -> Outcome:
@@ -45,6 +47,10 @@ def classify(status: int, headers: dict[str, str] | Any, body: str) -> Outcome:
     detail = f"HTTP {status}: {body.strip()[:500]}"
     if status in AUTH_REFUSED:
         return Outcome("auth", status, detail)
+    if 300 <= status < 400:
+        # A redirect means a wrong `sei.url`, not a bad payload: keep it pending, say where.
+        where = headers.get("Location", "?")
+        return Outcome("retry", status, f"HTTP {status} redirect to {where}: check sei.url")
     if status in RETRYABLE:
         return Outcome("retry", status, detail, parse_retry_after(headers.get("Retry-After")))
     return Outcome("dead", status, detail)
@@ -119,6 +125,11 @@ class Sender:
 
     def post(self, body: str | bytes) -> Outcome:
         """One POST; network failures are retryable outcomes, never exceptions."""
+        started = time.monotonic()
+        outcome = self._post(body)
+        return replace(outcome, seconds=time.monotonic() - started)
+
+    def _post(self, body: str | bytes) -> Outcome:
         try:
             resp = self._session.post(
                 self.endpoint,
