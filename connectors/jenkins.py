@@ -243,7 +243,7 @@ class JenkinsConnector:
     def _build(self, job: JobRef, raw: dict[str, Any]) -> Build:
         actions = [a for a in raw.get("actions") or [] if isinstance(a, dict)]
         causes = [c for a in actions for c in a.get("causes") or [] if isinstance(c, dict)]
-        git = next((a for a in actions if a.get("lastBuiltRevision") or a.get("remoteUrls")), {})
+        git = _project_checkout(actions)
         number = raw["number"]
         return Build(
             job_full_name=job.full_name,
@@ -311,6 +311,16 @@ class JenkinsConnector:
         except NotFound:
             return None  # no Pipeline Stage View plugin
         return tuple(_stage(s) for s in data.get("stages") or [] if isinstance(s, dict)) or None
+
+
+def _project_checkout(actions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The git BuildData of the project's own checkout.
+
+    Pipeline shared libraries are checked out before the pipeline runs its own `checkout`,
+    so their BuildData come first; the project's is the last one.
+    """
+    found = [a for a in actions if a.get("lastBuiltRevision") or a.get("remoteUrls")]
+    return found[-1] if found else {}
 
 
 def _read_capped(resp: requests.Response, url: str) -> bytes:
