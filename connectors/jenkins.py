@@ -242,7 +242,7 @@ class JenkinsConnector:
 
     def _build(self, job: JobRef, raw: dict[str, Any]) -> Build:
         actions = [a for a in raw.get("actions") or [] if isinstance(a, dict)]
-        causes = [c for a in actions for c in a.get("causes") or [] if isinstance(c, dict)]
+        causes = _causes(actions)
         git = _project_checkout(actions)
         number = raw["number"]
         return Build(
@@ -293,8 +293,7 @@ class JenkinsConnector:
         try:
             data = self.get_json(f"{self.job_url(project)}{number}/api/json",
                                  f"actions[{CAUSE_FIELDS}]")
-            found = [c for a in data.get("actions") or [] if isinstance(a, dict)
-                     for c in a.get("causes") or [] if isinstance(c, dict)]
+            found = _causes([a for a in data.get("actions") or [] if isinstance(a, dict)])
         except NotFound:
             found = None  # upstream build discarded: the chain ends here
         with self._upstream_lock:
@@ -311,6 +310,21 @@ class JenkinsConnector:
         except NotFound:
             return None  # no Pipeline Stage View plugin
         return tuple(_stage(s) for s in data.get("stages") or [] if isinstance(s, dict)) or None
+
+
+def _causes(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Causes of the build, from CauseAction only.
+
+    An aborted build's InterruptedBuildAction also has `causes`, but those say why it was
+    interrupted (ExceededTimeout, UserInterruption), not why it ran.
+    """
+    return [
+        c
+        for a in actions
+        if "CauseAction" in a.get("_class", "CauseAction")
+        for c in a.get("causes") or []
+        if isinstance(c, dict)
+    ]
 
 
 def _project_checkout(actions: list[dict[str, Any]]) -> dict[str, Any]:
