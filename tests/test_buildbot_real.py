@@ -139,7 +139,10 @@ def test_buildbot_end_to_end(buildbot: harness.Buildbot, sei: FakeSei, tmp_path:
               bb.force("multi", revision=SHA[3], branch="release/1.x", **src),
               bb.force("exception", **src)]
     doomed = bb.force("slow", gate="never")
-    bb.stop_build(bb.running_build(doomed)["buildid"], "stopped by test")
+    doomed_id = bb.running_build(doomed)["buildid"]
+    harness.wait(lambda: any(s["name"] == "wait" for s in bb.get(f"builds/{doomed_id}/steps")[
+        "steps"]), 30, "slow #1 to reach its wait step")
+    bb.stop_build(doomed_id, "stopped by test")
     for brid in [*forced, doomed]:
         bb.finished(brid)
     bb.post_change(revision=SHA[4], branch="feature/x", repository=REPO, project="demo",

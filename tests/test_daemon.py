@@ -1,0 +1,127 @@
+"""`sei-poller run` as a real process: SIGKILL loses nothing, SIGTERM exits 0, systemd hears it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from poller.standins.jenkins import FakeJenkins
+from poller.standins.sei import FakeSei
+from tests.jenkins_env import DAY, Env
+
+BUILDS = 300
+T0 = int(time.time() * 1000) - DAY
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[Env]:
+    with FakeJenkins() as jenkins, FakeSei(latency=0.01) as sei:
+        for n in range(1, BUILDS + 1):
+            jenkins.add_build(f"f{n % 3}/job{n % 10}", n, timestamp=T0 + n, duration=10)
+        e = Env(jenkins, sei, tmp_path, tmp_path / "config.toml")
+        e.write(poll_interval=1)
+        yield e
+
+
+def _start(env: Env, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
+        env={**os.environ, **(extra_env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sigkill_mid_delivery_loses_nothing(env: Env) -> None:
+    proc = _start(env)
+    try:
+        assert _wait(lambda: len(env.sei.received) >= 60), "delivery never started"
+    finally:
+        proc.kill()
+        proc.wait(10)
+    at_kill = len(env.sei.received)
+    assert at_kill < BUILDS, "everything was delivered before the kill; test proves nothing"
+    proc = _start(env)
+    try:
+        assert _wait(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
+        time.sleep(1.5)  # another poll or two: nothing more may arrive
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    keys = env.sei.keys()
+    assert len(set(keys)) == BUILDS
+    duplicates = len(keys) - len(set(keys))
+    assert duplicates <= 4, f"{duplicates} duplicates: more than the in-flight few (concurrency 4)"
+
+
+def test_sigterm_readiness_watchdog_and_metrics(env: Env, tmp_path: Path) -> None:
+    sock_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    notify.settimeout(0.2)
+    port = _free_port()
+    env.write(poll_interval=1)
+    env.config.write_text(env.config.read_text().replace(
+        "[state]", f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n[state]'))
+    proc = _start(env, {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
+    messages: list[str] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                messages.append(notify.recv(256).decode())
+            except OSError:
+                return
+
+    try:
+        assert _wait(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
+        drain()
+        scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = proc.wait(15)
+        stopped_in = time.monotonic() - started
+        drain()
+        notify.close()
+    assert code == 0
+    assert stopped_in < 10
+    assert "READY=1" in messages and "WATCHDOG=1" in messages and "STOPPING=1" in messages
+    sent = _metric(scrape, 'sei_poller_builds_sent_total{server="jenkins-main"}')
+    assert sent >= BUILDS - 4
+    assert _metric(scrape, 'sei_poller_builds_discovered_total{server="jenkins-main"}') == BUILDS
+    assert _metric(scrape, 'sei_poller_outbox{status="pending"}') >= 0
+    assert _metric(scrape, 'sei_poller_ci_requests_total{server="jenkins-main",status="200"}') > 0
+    assert _metric(scrape, 'sei_poller_sei_requests_total{status="202"}') >= BUILDS - 4
+    assert "sei_poller_last_successful_poll_timestamp_seconds" in scrape
+    assert "sei_poller_outbox_oldest_pending_age_seconds" in scrape
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in the scrape")
