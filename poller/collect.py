@@ -108,11 +108,11 @@ class Collector:
                 return result
             result.jobs = len(jobs)
             self.progress("jobs", len(jobs))
-            todo = self._select(jobs, backfill, new_jobs, result)
             bound = since_ms(since if since is not None else self.server.config.backfill_since)
+            todo = self._select(jobs, backfill, bound, new_jobs, result)
             workers = max(1, self.server.config.max_concurrency)
             with ThreadPoolExecutor(workers, thread_name_prefix=f"scan-{name}") as pool:
-                for outcome in pool.map(lambda j: self._scan_job(j, backfill, bound), todo):
+                for outcome in pool.map(lambda jb: self._scan_job(*jb, bound), todo):
                     result.scanned += 1
                     self.progress("scanned", 1)
                     if outcome is None:
@@ -131,15 +131,22 @@ class Collector:
             and (not job_glob or matches(j.full_name, [job_glob]))
         ]
 
-    def _select(self, jobs: list[JobRef], backfill: bool, new_jobs: str, result: PollResult) -> list[JobRef]:
-        """Drop jobs that have not moved since the last poll: they cost nothing more."""
+    def _select(
+        self, jobs: list[JobRef], backfill: bool, bound: int | None, new_jobs: str,
+        result: PollResult,
+    ) -> list[tuple[JobRef, bool]]:
+        """Jobs to scan, and whether each needs a backfill scan below its watermark.
+
+        Jobs that have not moved since the last poll cost nothing more; a backfill skips the
+        jobs whose history is already covered back to its bound (so a re-run resumes).
+        """
         known = self.state.known_jobs(self.server.name)
         todo = []
         for job in jobs:
             js = known.get(job.full_name)
             is_new = js is None or js.watermark is None
-            if backfill:
-                todo.append(job)
+            if backfill and not _covered(js, bound):
+                todo.append((job, True))
             elif is_new and job.last_build is None:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
@@ -149,7 +156,7 @@ class Collector:
             elif js is not None and not is_new and _idle(job, js):
                 continue
             else:
-                todo.append(job)
+                todo.append((job, False))
         return todo
 
     def _polled(self, result: PollResult, started: float) -> None:
@@ -179,6 +186,12 @@ class Collector:
             return None
 
 
+def _covered(js: JobState | None, bound: int | None) -> bool:
+    if js is None or js.watermark is None or js.covered_ms is None:
+        return False
+    return js.covered_ms <= (bound or 0)
+
+
 def _idle(job: JobRef, js: JobState) -> bool:
     """Nothing new and nothing running below the newest build: no request needed."""
     return (
@@ -193,7 +206,7 @@ class _JobScan:
     """The arithmetic of one job's scan: which builds are wanted, where the marks move."""
 
     def __init__(self, c: Collector, job: JobRef, backfill: bool, bound: int | None) -> None:
-        self.c, self.job, self.backfill = c, job, backfill
+        self.c, self.job, self.backfill, self.bound = c, job, backfill, bound
         self.name = c.server.name
         js = c.state.job(self.name, job.full_name)
         if js.watermark is not None and job.last_build is not None and job.last_build < js.watermark:
@@ -256,7 +269,11 @@ class _JobScan:
             floor = js.floor
         if not self.is_new and not self.backfill:
             self._log_vanished(js.watermark or 0, watermark)
-        return JobUpdate(watermark, floor, job.last_build, job.last_completed, js.cursor)
+        covered = js.covered_ms
+        if self.is_new or self.backfill:
+            reached = self.bound or 0
+            covered = reached if covered is None else min(covered, reached)
+        return JobUpdate(watermark, floor, job.last_build, job.last_completed, js.cursor, covered)
 
     def _log_vanished(self, old: int, new: int) -> None:
         if new - old > 10_000:

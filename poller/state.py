@@ -25,7 +25,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     server TEXT NOT NULL, job TEXT NOT NULL,
     watermark INTEGER, floor INTEGER, last_build INTEGER, last_completed INTEGER,
-    cursor TEXT, last_scan_at REAL, last_error TEXT,
+    cursor TEXT, covered_ms INTEGER, last_scan_at REAL, last_error TEXT,
     PRIMARY KEY (server, job)
 );
 CREATE TABLE IF NOT EXISTS ledger (
@@ -55,18 +55,24 @@ class JobState:
     last_build: int | None = None
     last_completed: int | None = None
     cursor: str | None = None
+    covered_ms: int | None = None
     ledger: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
 class JobUpdate:
-    """Where a completed scan leaves a job; applied with the scan's last outbox rows."""
+    """Where a completed scan leaves a job; applied with the scan's last outbox rows.
+
+    `covered_ms`: every build started at or after this is handled (0: the whole history),
+    so a backfill run again after an interruption skips the jobs it already finished.
+    """
 
     watermark: int | None
     floor: int | None
     last_build: int | None
     last_completed: int | None
     cursor: str | None = None
+    covered_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class State:
 
     def job(self, server: str, job: str) -> JobState:
         row = self.db.execute(
-            "SELECT watermark, floor, last_build, last_completed, cursor FROM jobs"
+            "SELECT watermark, floor, last_build, last_completed, cursor, covered_ms FROM jobs"
             " WHERE server = ? AND job = ?",
             [server, job],
         ).fetchone()
@@ -152,8 +158,8 @@ class State:
     def known_jobs(self, server: str) -> dict[str, JobState]:
         """Every job of a server, ledger excluded: what the idle check needs, in one query."""
         rows = self.db.execute(
-            "SELECT job, watermark, floor, last_build, last_completed, cursor FROM jobs"
-            " WHERE server = ?",
+            "SELECT job, watermark, floor, last_build, last_completed, cursor, covered_ms"
+            " FROM jobs WHERE server = ?",
             [server],
         )
         return {r[0]: JobState(*r[1:]) for r in rows}
@@ -190,12 +196,15 @@ class State:
     def _apply(self, server: str, job: str, u: JobUpdate, now: float) -> None:
         self.db.conn.execute(
             "INSERT INTO jobs (server, job, watermark, floor, last_build, last_completed,"
-            " cursor, last_scan_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+            " cursor, covered_ms, last_scan_at, last_error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
             " ON CONFLICT (server, job) DO UPDATE SET watermark = excluded.watermark,"
             " floor = excluded.floor, last_build = excluded.last_build,"
             " last_completed = excluded.last_completed, cursor = excluded.cursor,"
-            " last_scan_at = excluded.last_scan_at, last_error = NULL",
-            [server, job, u.watermark, u.floor, u.last_build, u.last_completed, u.cursor, now],
+            " covered_ms = excluded.covered_ms, last_scan_at = excluded.last_scan_at,"
+            " last_error = NULL",
+            [server, job, u.watermark, u.floor, u.last_build, u.last_completed, u.cursor,
+             u.covered_ms, now],
         )
         if u.watermark is not None:
             self.db.conn.execute(
