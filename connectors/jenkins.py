@@ -163,8 +163,20 @@ class JenkinsConnector:
     # -- the Connector protocol -----------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        version = self._jk.get_version()
-        who = self._jk.get_whoami()
+        """Version and identity, through python-jenkins, for `sei-poller check`."""
+        try:
+            version = self._jk.get_version()
+            who = self._jk.get_whoami()
+        except jenkins.JenkinsException as exc:
+            status = _status_of(exc)
+            if status in (401, 403):
+                raise ConnectorError(f"Jenkins refused the credentials (HTTP {status})",
+                                     url=_redact(self.base), status=status) from None
+            raise ConnectorError(f"Jenkins answered HTTP {status or 'error'}",
+                                 url=_redact(self.base), status=status) from None
+        except requests.RequestException as exc:
+            raise ConnectorError(f"cannot reach Jenkins: {type(exc).__name__}",
+                                 url=_redact(self.base)) from None
         return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
 
     def close(self) -> None:

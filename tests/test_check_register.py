@@ -1,0 +1,91 @@
+"""`check` proves every server and SEI without sending a payload; `register` prints a GUID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from poller.standins.jenkins import FakeJenkins
+from poller.standins.sei import FakeSei
+from tests.conftest import write_config
+from tests.jenkins_env import Env
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[Env]:
+    with FakeJenkins(context_path="/ci") as jenkins, FakeSei() as sei:
+        jenkins.add_build("team/api", 1, timestamp=1_700_000_000_000, duration=1)
+        jenkins.add_build("team/web", 1, timestamp=1_700_000_000_000, duration=1)
+        e = Env(jenkins, sei, tmp_path, tmp_path / "config.toml")
+        e.write()
+        yield e
+
+
+def test_check_passes_with_good_credentials(env: Env, capsys) -> None:
+    assert env.run("check") == 0
+    out = capsys.readouterr().out
+    assert "jenkins-main  ok" in out
+    assert "Jenkins 2." in out and "as sei-bot" in out and "2 jobs" in out
+    assert "sei" in out and "API key accepted" in out
+    assert env.sei.received == []  # nothing stored: the probe is an empty body SEI rejects
+
+
+def test_check_fails_with_bad_jenkins_token(env: Env, capsys) -> None:
+    env.write(token="wrong")
+    assert env.run("check") == 1
+    out = capsys.readouterr().out
+    assert "jenkins-main  FAILED" in out and "refused the credentials (HTTP 401)" in out
+    assert "wrong" not in out
+
+
+def test_check_fails_with_bad_sei_key(env: Env, capsys) -> None:
+    env.sei.refuse_key(True)
+    assert env.run("check") == 1
+    out = capsys.readouterr().out
+    assert "sei" in out and "FAILED" in out and "HTTP 401" in out
+
+
+def test_check_fails_when_jenkins_is_down(env: Env, capsys) -> None:
+    env.write(url="http://127.0.0.1:9/")
+    assert env.run("check") == 1
+    assert "cannot reach Jenkins" in capsys.readouterr().out
+
+
+def test_register_prints_the_guid(env: Env, capsys) -> None:
+    assert env.run("register", "--integration-id", "4711", "--name", "Jenkins prod") == 0
+    guid = capsys.readouterr().out.strip()
+    assert env.sei.registered[0]["integration_id"] == "4711"
+    assert env.sei.registered[0]["name"] == "Jenkins prod"
+    assert env.sei.registered[0]["type"] == "jenkins"
+    assert guid == env.sei.registered[0]["guid"]
+
+
+def test_register_reads_a_guid_inside_an_object(httpserver: HTTPServer, tmp_path: Path,
+                                                capsys) -> None:
+    httpserver.expect_request("/v1/custom-cicd", method="POST").respond_with_json(
+        {"id": "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11", "name": "x"})
+    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[{
+        "name": "j", "type": "jenkins", "url": "http://127.0.0.1:9/", "instance_guid": "g",
+        "instance_name": "n"}])
+    from poller.cli import main
+
+    assert main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n",
+                 "--type", "custom"]) == 0
+    assert capsys.readouterr().out.strip() == "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11"
+
+
+def test_register_failure_exits_1_with_status_and_body(httpserver: HTTPServer, tmp_path: Path,
+                                                       capsys) -> None:
+    httpserver.expect_request("/v1/custom-cicd").respond_with_data(
+        '{"error":"integration 1 not found"}', status=404)
+    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[{
+        "name": "j", "type": "jenkins", "url": "http://127.0.0.1:9/", "instance_guid": "g",
+        "instance_name": "n"}])
+    from poller.cli import main
+
+    assert main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 404" in err and "integration 1 not found" in err
