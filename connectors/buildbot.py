@@ -104,9 +104,17 @@ class BuildbotConnector:
         self._session = requests.Session()
         self._session.verify = spec.verify_tls
         self._session.headers["Accept"] = "application/json"
-        retry = Retry(total=2, connect=2, read=1, status=2, backoff_factor=0.5,
-                      status_forcelist=(502, 503, 504), allowed_methods=("GET",),
-                      raise_on_status=False, respect_retry_after_header=True)
+        retry = Retry(
+            total=2,
+            connect=2,
+            read=1,
+            status=2,
+            backoff_factor=0.5,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=("GET",),
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=spec.max_concurrency + 1)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -142,8 +150,13 @@ class BuildbotConnector:
             started = time.monotonic()
             self.requests += 1
             try:
-                resp = self._session.get(url, params=params or None, timeout=self.spec.timeout,
-                                         stream=True, allow_redirects=False)
+                resp = self._session.get(
+                    url,
+                    params=params or None,
+                    timeout=self.spec.timeout,
+                    stream=True,
+                    allow_redirects=False,
+                )
             except requests.exceptions.SSLError:
                 raise ConnectorError("TLS error talking to Buildbot", url=where) from None
             except requests.RequestException as exc:
@@ -160,21 +173,26 @@ class BuildbotConnector:
             raise ConnectorError(
                 f"HTTP {status} redirect to {_redact(resp.headers.get('Location', '?'))}; "
                 "set url to the master's own base URL (its buildbotURL)",
-                url=where, status=status)
+                url=where,
+                status=status,
+            )
         if status == 404:
             raise NotFound(f"not found (404){_error_text(body)}", url=where, status=404)
         if status in (401, 403):
             hint = "" if self._login_auth else "; this master needs username and password"
-            raise ConnectorError(f"HTTP {status} from Buildbot{_error_text(body)}{hint}",
-                                 url=where, status=status)
+            raise ConnectorError(
+                f"HTTP {status} from Buildbot{_error_text(body)}{hint}", url=where, status=status
+            )
         if status != 200:
-            raise ConnectorError(f"HTTP {status} from Buildbot{_error_text(body)}",
-                                 url=where, status=status)
+            raise ConnectorError(
+                f"HTTP {status} from Buildbot{_error_text(body)}", url=where, status=status
+            )
         try:
             return json.loads(body)
         except ValueError:
-            raise ConnectorError("answer is not JSON (is url the master's base URL?)",
-                                 url=where, status=status) from None
+            raise ConnectorError(
+                "answer is not JSON (is url the master's base URL?)", url=where, status=status
+            ) from None
 
     def _login(self, seen: int) -> None:
         """Basic auth on `/auth/login` only; the session cookie it sets opens `/api/v2`.
@@ -189,18 +207,26 @@ class BuildbotConnector:
             url = self.base + "auth/login"
             with self._throttle.slot():
                 try:
-                    resp = self._session.get(url, auth=self._login_auth, allow_redirects=False,
-                                             timeout=self.spec.timeout)
+                    resp = self._session.get(
+                        url, auth=self._login_auth, allow_redirects=False, timeout=self.spec.timeout
+                    )
                 except requests.RequestException as exc:
-                    raise ConnectorError(f"login failed: {type(exc).__name__}",
-                                         url=_redact(url)) from None
+                    raise ConnectorError(
+                        f"login failed: {type(exc).__name__}", url=_redact(url)
+                    ) from None
                 resp.close()
             if resp.status_code in (401, 403):
-                raise ConnectorError("login refused: check username and password",
-                                     url=_redact(url), status=resp.status_code)
+                raise ConnectorError(
+                    "login refused: check username and password",
+                    url=_redact(url),
+                    status=resp.status_code,
+                )
             if resp.status_code >= 400:
-                raise ConnectorError(f"login failed: HTTP {resp.status_code}", url=_redact(url),
-                                     status=resp.status_code)
+                raise ConnectorError(
+                    f"login failed: HTTP {resp.status_code}",
+                    url=_redact(url),
+                    status=resp.status_code,
+                )
             self._logins += 1
 
     def _api(self, path: str, params: Iterable[tuple[str, Any]] = ()) -> Any:
@@ -218,13 +244,16 @@ class BuildbotConnector:
     def describe(self) -> dict[str, Any]:
         """Version from `/config`, and who we are there (proves the login took)."""
         config = self._get(self.base + "config")
-        versions = {v[0]: v[1] for v in config.get("versions") or []
-                    if isinstance(v, list) and len(v) == 2}
+        versions = {
+            v[0]: v[1] for v in config.get("versions") or [] if isinstance(v, list) and len(v) == 2
+        }
         user = config.get("user") or {}
         if self._login_auth and user.get("anonymous"):
-            raise ConnectorError("logged in, but Buildbot still sees an anonymous user "
-                                 "(is auth configured on this master?)",
-                                 url=_redact(self.base + "config"))
+            raise ConnectorError(
+                "logged in, but Buildbot still sees an anonymous user "
+                "(is auth configured on this master?)",
+                url=_redact(self.base + "config"),
+            )
         self._items("builders", "builders", [("limit", 1), ("field", "builderid")])
         who = user.get("username") or user.get("email") or ("anonymous" if user else None)
         return {"version": f"Buildbot {versions.get('Buildbot', '?')}", "user": who}
@@ -235,14 +264,23 @@ class BuildbotConnector:
     def discover(self) -> Iterator[JobRef]:
         """Every builder, with its newest and newest finished build numbers."""
         builders = self._items("builders", "builders", [("field", "builderid"), ("field", "name")])
-        ids = {str(b["name"]): int(b["builderid"]) for b in builders
-               if b.get("name") and isinstance(b.get("builderid"), int)}
+        ids = {
+            str(b["name"]): int(b["builderid"])
+            for b in builders
+            if b.get("name") and isinstance(b.get("builderid"), int)
+        }
         self._ids = ids
         self._refresh(ids)
         for name, bid in ids.items():
             last, done = self._known.of(bid)
-            yield JobRef(full_name=name, pipeline=name, url=f"{self.base}#/builders/{bid}",
-                         last_build=last, last_completed=done, kind="builder")
+            yield JobRef(
+                full_name=name,
+                pipeline=name,
+                url=f"{self.base}#/builders/{bid}",
+                last_build=last,
+                last_completed=done,
+                kind="builder",
+            )
 
     def _refresh(self, ids: dict[str, int]) -> None:
         with self._known.lock:
@@ -254,10 +292,12 @@ class BuildbotConnector:
     def _bootstrap(self, ids: dict[str, int]) -> None:
         """First poll: the newest builds overall, then one query per builder not among them."""
         known = self._known
-        recent = self._items("builds", "builds", [("order", "-buildid"), ("limit", RECENT),
-                                                  *_fields(BUILD_FIELDS)])
-        known.mark = max((b["buildid"] for b in recent if isinstance(b.get("buildid"), int)),
-                         default=0)
+        recent = self._items(
+            "builds", "builds", [("order", "-buildid"), ("limit", RECENT), *_fields(BUILD_FIELDS)]
+        )
+        known.mark = max(
+            (b["buildid"] for b in recent if isinstance(b.get("buildid"), int)), default=0
+        )
         for b in recent:
             known.saw(b)
         known.running = {b["buildid"]: b for b in self._running()}
@@ -290,9 +330,16 @@ class BuildbotConnector:
         assert known.mark is not None
         waiting = dict(known.running)
         while True:
-            page = self._items("builds", "builds", [
-                ("buildid__gt", known.mark), ("order", "buildid"), ("limit", PAGE),
-                *_fields(BUILD_FIELDS)])
+            page = self._items(
+                "builds",
+                "builds",
+                [
+                    ("buildid__gt", known.mark),
+                    ("order", "buildid"),
+                    ("limit", PAGE),
+                    *_fields(BUILD_FIELDS),
+                ],
+            )
             for b in page:
                 known.saw(b)
                 if not b.get("complete") and isinstance(b.get("buildid"), int):
@@ -323,8 +370,11 @@ class BuildbotConnector:
             size = max(2, min(PAGE, job.last_build - stop + 2))
         offset, previous = 0, None
         while True:
-            page = self._items(f"builders/{bid}/builds", "builds", [
-                ("order", "-number"), ("limit", size), ("offset", offset), ("property", "*")])
+            page = self._items(
+                f"builders/{bid}/builds",
+                "builds",
+                [("order", "-number"), ("limit", size), ("offset", offset), ("property", "*")],
+            )
             for raw in page:
                 number = raw.get("number")
                 if not isinstance(number, int) or (previous is not None and number >= previous):
@@ -340,12 +390,16 @@ class BuildbotConnector:
                 if not wanted(number):
                     continue
                 if raw.get("results") == RETRY:
-                    log.info("RETRY build skipped: its request's re-run is sent instead",
-                             build=number)
+                    log.info(
+                        "RETRY build skipped: its request's re-run is sent instead", build=number
+                    )
                     continue
                 if raw.get("results") not in RESULTS:
-                    log.warning("finished build with an unknown result skipped; "
-                                "nothing is sent for it", build=number, results=raw.get("results"))
+                    log.warning(
+                        "finished build with an unknown result skipped; nothing is sent for it",
+                        build=number,
+                        results=raw.get("results"),
+                    )
                     continue
                 yield self._build(job, bid, raw)
             if len(page) < size:
@@ -511,7 +565,9 @@ def _stage(step: dict[str, Any]) -> Stage:
         state = "SKIPPED" if code == 3 else "FINISHED"
     started = step.get("started_at")
     finished = step.get("complete_at")
-    duration = (finished - started) * 1000 if isinstance(started, int) and isinstance(finished, int) else 0
+    duration = (
+        (finished - started) * 1000 if isinstance(started, int) and isinstance(finished, int) else 0
+    )
     name = str(step.get("name") or "")
     return Stage(
         id=str(step.get("stepid")),

@@ -89,13 +89,22 @@ class JenkinsConnector:
         self.base = spec.url
         settings: Settings = spec.settings or Settings()
         token = settings.token.get_secret_value() if settings.token else None
-        self._jk = jenkins.Jenkins(self.base, username=settings.username, password=token,
-                                   timeout=spec.timeout)
+        self._jk = jenkins.Jenkins(
+            self.base, username=settings.username, password=token, timeout=spec.timeout
+        )
         session = self._jk._session
         session.verify = spec.verify_tls
-        retry = Retry(total=2, connect=2, read=1, status=2, backoff_factor=0.5,
-                      status_forcelist=(502, 503, 504), allowed_methods=("GET",),
-                      raise_on_status=False, respect_retry_after_header=True)
+        retry = Retry(
+            total=2,
+            connect=2,
+            read=1,
+            status=2,
+            backoff_factor=0.5,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=("GET",),
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=spec.max_concurrency + 1)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -112,8 +121,11 @@ class JenkinsConnector:
         if resp.is_redirect:
             target = urlsplit(requests.compat.urljoin(resp.url, resp.headers["Location"]))
             if target.netloc != urlsplit(self.base).netloc:
-                raise ConnectorError(f"redirected to another host ({target.netloc})",
-                                     url=_redact(resp.url), status=resp.status_code)
+                raise ConnectorError(
+                    f"redirected to another host ({target.netloc})",
+                    url=_redact(resp.url),
+                    status=resp.status_code,
+                )
 
     def get_json(self, url: str, tree: str | None = None, **params: str) -> Any:
         """GET a JSON answer through python-jenkins' session, mapping failures to ours."""
@@ -134,17 +146,20 @@ class JenkinsConnector:
                 raise NotFound("not found (404)", url=_redact(url), status=404) from None
             except jenkins.JenkinsException as exc:
                 status = _status_of(exc)
-                raise ConnectorError(f"HTTP {status or 'error'} from Jenkins",
-                                     url=_redact(url), status=status) from None
+                raise ConnectorError(
+                    f"HTTP {status or 'error'} from Jenkins", url=_redact(url), status=status
+                ) from None
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
-                raise ConnectorError(f"HTTP {status} from Jenkins", url=_redact(url),
-                                     status=status) from None
+                raise ConnectorError(
+                    f"HTTP {status} from Jenkins", url=_redact(url), status=status
+                ) from None
             except requests.exceptions.SSLError:
                 raise ConnectorError("TLS error talking to Jenkins", url=_redact(url)) from None
             except requests.RequestException as exc:
-                raise ConnectorError(f"request failed: {type(exc).__name__}",
-                                     url=_redact(url)) from None
+                raise ConnectorError(
+                    f"request failed: {type(exc).__name__}", url=_redact(url)
+                ) from None
             finally:
                 if resp is not None:
                     resp.close()
@@ -153,8 +168,11 @@ class JenkinsConnector:
         try:
             return json.loads(body)
         except ValueError:
-            raise ConnectorError("answer is not JSON (truncated or an HTML error page?)",
-                                 url=_redact(url), status=status) from None
+            raise ConnectorError(
+                "answer is not JSON (truncated or an HTML error page?)",
+                url=_redact(url),
+                status=status,
+            ) from None
 
     def job_url(self, full_name: str) -> str:
         """`team/feature%2Fx` → `<base>job/team/job/feature%252Fx/`: each segment encoded."""
@@ -170,13 +188,18 @@ class JenkinsConnector:
         except jenkins.JenkinsException as exc:
             status = _status_of(exc)
             if status in (401, 403):
-                raise ConnectorError(f"Jenkins refused the credentials (HTTP {status})",
-                                     url=_redact(self.base), status=status) from None
-            raise ConnectorError(f"Jenkins answered HTTP {status or 'error'}",
-                                 url=_redact(self.base), status=status) from None
+                raise ConnectorError(
+                    f"Jenkins refused the credentials (HTTP {status})",
+                    url=_redact(self.base),
+                    status=status,
+                ) from None
+            raise ConnectorError(
+                f"Jenkins answered HTTP {status or 'error'}", url=_redact(self.base), status=status
+            ) from None
         except requests.RequestException as exc:
-            raise ConnectorError(f"cannot reach Jenkins: {type(exc).__name__}",
-                                 url=_redact(self.base)) from None
+            raise ConnectorError(
+                f"cannot reach Jenkins: {type(exc).__name__}", url=_redact(self.base)
+            ) from None
         return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
 
     def close(self) -> None:
@@ -208,7 +231,9 @@ class JenkinsConnector:
         start = 0
         while True:
             try:
-                page = self.get_json(url + "api/json", f"jobs[{JOB_TREE}]{{{start},{start + JOBS_PAGE}}}")
+                page = self.get_json(
+                    url + "api/json", f"jobs[{JOB_TREE}]{{{start},{start + JOBS_PAGE}}}"
+                )
             except ConnectorError as exc:
                 if start and exc.status == 500:
                     return  # some folders answer 500 for an empty page past the end
@@ -303,8 +328,9 @@ class JenkinsConnector:
                 self._upstream.move_to_end(key)
                 return self._upstream[key]
         try:
-            data = self.get_json(f"{self.job_url(project)}{number}/api/json",
-                                 f"actions[{CAUSE_FIELDS}]")
+            data = self.get_json(
+                f"{self.job_url(project)}{number}/api/json", f"actions[{CAUSE_FIELDS}]"
+            )
             found = _causes([a for a in data.get("actions") or [] if isinstance(a, dict)])
         except NotFound:
             found = None  # upstream build discarded: the chain ends here
@@ -462,5 +488,13 @@ def _stage(s: dict[str, Any]) -> Stage:
         if isinstance(n, dict)
     )
     name = str(s.get("name") or "")
-    return Stage(str(s.get("id")), name, name, result, state, s.get("startTimeMillis"),
-                 int(s.get("durationMillis") or 0), steps)
+    return Stage(
+        str(s.get("id")),
+        name,
+        name,
+        result,
+        state,
+        s.get("startTimeMillis"),
+        int(s.get("durationMillis") or 0),
+        steps,
+    )

@@ -57,14 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         prog="sei-poller",
         description="Poll CI servers and deliver every finished build to Harness SEI.",
     )
-    p.add_argument("-c", "--config", help="config file (default: $SEI_POLLER_CONFIG, else "
-                   "/etc/sei-poller/config.toml)")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="config file (default: $SEI_POLLER_CONFIG, else /etc/sei-poller/config.toml)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "console"], default=None)
     p.add_argument("--version", action="version", version=f"sei-poller {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", help="daemon: poll every server, deliver continuously").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="daemon: poll every server, deliver continuously").set_defaults(
+        func=cmd_run
+    )
 
     once = sub.add_parser("once", help="poll each server once, deliver what is due, exit")
     once.add_argument("--server")
@@ -82,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    sub.add_parser("check", help="validate config, reach every CI server and SEI").set_defaults(func=cmd_check)
+    sub.add_parser("check", help="validate config, reach every CI server and SEI").set_defaults(
+        func=cmd_check
+    )
 
     dl = sub.add_parser("dead-letters", help="list or retry payloads SEI rejected")
     dl.add_argument("action", choices=["list", "retry"])
@@ -102,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dry_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", action="store_true", help="write payloads as JSON lines; change no state")
+    p.add_argument(
+        "--dry-run", action="store_true", help="write payloads as JSON lines; change no state"
+    )
     p.add_argument("--output", help="with --dry-run: write to this file instead of stdout")
 
 
@@ -212,14 +221,28 @@ def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
     state = State(cfg.state_path)
     metrics = _metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop,
-                          on_outcome=metrics.outcome if metrics else None)
+    deliverer = Deliverer(
+        state,
+        sender,
+        cfg.sei.concurrency,
+        stop=stop,
+        on_outcome=metrics.outcome if metrics else None,
+    )
     progress = Progress(enabled=backfill)
     try:
         with _signals(stop):
             results, report = _poll_while_delivering(
-                cfg, servers, state, deliverer, stop, progress, metrics, backfill=backfill,
-                since=getattr(args, "since", None), job_glob=getattr(args, "job", None))
+                cfg,
+                servers,
+                state,
+                deliverer,
+                stop,
+                progress,
+                metrics,
+                backfill=backfill,
+                since=getattr(args, "since", None),
+                job_glob=getattr(args, "job", None),
+            )
     finally:
         progress.close()
         deliverer.close()
@@ -230,8 +253,15 @@ def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
 
 
 def _poll_while_delivering(
-    cfg: Config, servers: tuple[Server, ...], state: State, deliverer: Deliverer,
-    stop: threading.Event, progress: Progress, metrics: Metrics | None, *, backfill: bool,
+    cfg: Config,
+    servers: tuple[Server, ...],
+    state: State,
+    deliverer: Deliverer,
+    stop: threading.Event,
+    progress: Progress,
+    metrics: Metrics | None,
+    *,
+    backfill: bool,
     since: str | None,
     job_glob: str | None,
 ) -> tuple[list[PollResult], Report]:
@@ -258,8 +288,9 @@ def _poll_while_delivering(
     def poll_one(server: Server) -> None:
         connector = _connector(server, metrics)
         try:
-            collector = Collector(server, connector, state, stop=stop, progress=progress.update,
-                                  metrics=metrics)
+            collector = Collector(
+                server, connector, state, stop=stop, progress=progress.update, metrics=metrics
+            )
             results.append(collector.poll(backfill=backfill, since=since, job_glob=job_glob))
         finally:
             connector.close()
@@ -280,12 +311,18 @@ def _poll_while_delivering(
     return results, final
 
 
-def _summarize(results: list[PollResult], report: Report, counts: dict[str, int],
-               stop: threading.Event) -> int:
+def _summarize(
+    results: list[PollResult], report: Report, counts: dict[str, int], stop: threading.Event
+) -> int:
     failed = [r for r in results if not r.ok]
-    log.info("run finished", enqueued=sum(r.enqueued for r in results), sent=report.sent,
-             dead_lettered=report.dead, pending=counts["pending"],
-             servers_failed=[r.server for r in failed])
+    log.info(
+        "run finished",
+        enqueued=sum(r.enqueued for r in results),
+        sent=report.sent,
+        dead_lettered=report.dead,
+        pending=counts["pending"],
+        servers_failed=[r.server for r in failed],
+    )
     if stop.is_set():
         log.warning("interrupted; run again to resume where this run stopped")
     if failed or report.dead or report.auth_failed or counts["pending"] or stop.is_set():
@@ -293,8 +330,13 @@ def _summarize(results: list[PollResult], report: Report, counts: dict[str, int]
     return OK
 
 
-def _dry_run(cfg: Config, servers: tuple[Server, ...], args: argparse.Namespace,
-             backfill: bool, stop: threading.Event) -> int:
+def _dry_run(
+    cfg: Config,
+    servers: tuple[Server, ...],
+    args: argparse.Namespace,
+    backfill: bool,
+    stop: threading.Event,
+) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     failed = False
     try:
@@ -304,8 +346,10 @@ def _dry_run(cfg: Config, servers: tuple[Server, ...], args: argparse.Namespace,
                 connector = _connector(server)
                 try:
                     result = Collector(server, connector, state, sink=sink, stop=stop).poll(
-                        backfill=backfill, since=getattr(args, "since", None),
-                        job_glob=getattr(args, "job", None))
+                        backfill=backfill,
+                        since=getattr(args, "since", None),
+                        job_glob=getattr(args, "job", None),
+                    )
                 finally:
                     connector.close()
                 failed |= not result.ok
@@ -323,14 +367,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     metrics = _metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop,
-                          on_outcome=metrics.outcome if metrics else None)
+    deliverer = Deliverer(
+        state,
+        sender,
+        cfg.sei.concurrency,
+        stop=stop,
+        on_outcome=metrics.outcome if metrics else None,
+    )
     connectors = {s.name: _connector(s, metrics) for s in cfg.servers}
     with _signals(stop):
         code = Daemon(cfg, state, deliverer, connectors, stop, metrics).run()
     state.close()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.current_thread()):
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.current_thread()
+    ):
         # A scan blocked in a slow request: everything it wrote is committed, so leave now
         # rather than outlive systemd's stop timeout.
         sys.stderr.flush()
@@ -351,9 +403,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         state.close()
     now = time.time()
     if args.json:
-        print(json.dumps({"servers": data, "totals": counts,
-                          "oldest_pending_age": None if oldest is None else round(now - oldest, 1)},
-                         indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "servers": data,
+                    "totals": counts,
+                    "oldest_pending_age": None if oldest is None else round(now - oldest, 1),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         return OK
     _print_status(data, counts, oldest, now)
     return OK
@@ -369,22 +429,43 @@ def _age(ts: float | None, now: float) -> str:
     return f"{secs}s"
 
 
-def _print_status(data: dict[str, Any], counts: dict[str, int], oldest: float | None, now: float) -> None:
+def _print_status(
+    data: dict[str, Any], counts: dict[str, int], oldest: float | None, now: float
+) -> None:
     rows = [("SERVER / JOB", "WATERMARK", "PENDING", "SENT", "DEAD", "OLDEST PENDING", "LAST")]
     for name, srv in sorted(data.items()):
         outcome = srv.get("last_outcome") or "-"
         err = f" ({srv['last_error']})" if srv.get("last_error") else ""
-        rows.append((name, "", "", "", "", "",
-                     f"poll {outcome} {_age(srv.get('last_poll_at'), now)} ago{err}"))
+        rows.append(
+            (
+                name,
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"poll {outcome} {_age(srv.get('last_poll_at'), now)} ago{err}",
+            )
+        )
         for job, j in sorted(srv["jobs"].items()):
-            rows.append((f"  {job}", str(j["watermark"] if j["watermark"] is not None else "-"),
-                         str(j["pending"]), str(j["sent"]), str(j["dead"]),
-                         _age(j["oldest_pending_at"], now), j["last_error"] or ""))
+            rows.append(
+                (
+                    f"  {job}",
+                    str(j["watermark"] if j["watermark"] is not None else "-"),
+                    str(j["pending"]),
+                    str(j["sent"]),
+                    str(j["dead"]),
+                    _age(j["oldest_pending_at"], now),
+                    j["last_error"] or "",
+                )
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6])
-    print(f"\ntotal: {counts['pending']} pending, {counts['sent']} sent, {counts['dead']} dead;"
-          f" oldest pending {_age(oldest, now)}")
+    print(
+        f"\ntotal: {counts['pending']} pending, {counts['sent']} sent, {counts['dead']} dead;"
+        f" oldest pending {_age(oldest, now)}"
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -398,8 +479,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     outcome = sender.probe()
     sender.close()
     ok = outcome.kind == "sent"
-    rows.append(("sei", "ok" if ok else "FAILED",
-                 f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}"))
+    rows.append(
+        (
+            "sei",
+            "ok" if ok else "FAILED",
+            f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}",
+        )
+    )
     width = max(len(r[0]) for r in rows)
     for name, status, detail in rows:
         print(f"{name.ljust(width)}  {status.ljust(6)}  {logs.REDACTOR.scrub(detail)}")
@@ -418,8 +504,12 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, str]:
         return (server.name, "FAILED", f"{server.config.url}: {exc}")
     except Exception as exc:
         return (server.name, "FAILED", f"{server.config.url}: {type(exc).__name__}: {exc}")
-    return (server.name, "ok", f"{info.get('version')} as {info.get('user')}, {jobs} jobs "
-            f"({server.config.type} ← {provider})")
+    return (
+        server.name,
+        "ok",
+        f"{info.get('version')} as {info.get('user')}, {jobs} jobs "
+        f"({server.config.type} ← {provider})",
+    )
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -436,8 +526,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     finally:
         state.close()
     for r in rows:
-        print(f"{r['server']}  {r['job']}#{r['number']}  attempts={r['attempts']}  "
-              f"{logs.REDACTOR.scrub(r['last_error'] or '')}")
+        print(
+            f"{r['server']}  {r['job']}#{r['number']}  attempts={r['attempts']}  "
+            f"{logs.REDACTOR.scrub(r['last_error'] or '')}"
+        )
     print(f"{len(rows)} dead letter(s)")
     return OK
 
@@ -450,11 +542,16 @@ def cmd_register(args: argparse.Namespace) -> int:
     finally:
         sender.close()
     if outcome.kind != "sent":
-        print(f"sei-poller: registration failed: {logs.REDACTOR.scrub(outcome.detail)}", file=sys.stderr)
+        print(
+            f"sei-poller: registration failed: {logs.REDACTOR.scrub(outcome.detail)}",
+            file=sys.stderr,
+        )
         return FAILED
     if not guid:
-        print("sei-poller: SEI accepted the registration but its answer holds no GUID",
-              file=sys.stderr)
+        print(
+            "sei-poller: SEI accepted the registration but its answer holds no GUID",
+            file=sys.stderr,
+        )
         return FAILED
     print(guid)
     return OK

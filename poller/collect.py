@@ -34,7 +34,11 @@ class Sink(Protocol):
     """Where enqueued builds go: the state database, or stdout for `--dry-run`."""
 
     def enqueue(
-        self, server: str, job: str, items: Iterable[tuple[int, str]], update: JobUpdate | None = None
+        self,
+        server: str,
+        job: str,
+        items: Iterable[tuple[int, str]],
+        update: JobUpdate | None = None,
     ) -> int: ...
 
 
@@ -132,7 +136,11 @@ class Collector:
         ]
 
     def _select(
-        self, jobs: list[JobRef], backfill: bool, bound: int | None, new_jobs: str,
+        self,
+        jobs: list[JobRef],
+        backfill: bool,
+        bound: int | None,
+        new_jobs: str,
         result: PollResult,
     ) -> list[tuple[JobRef, bool]]:
         """Jobs to scan, and whether each needs a backfill scan below its watermark.
@@ -151,9 +159,7 @@ class Collector:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
-            elif not is_new and new_jobs == "only":
-                continue
-            elif js is not None and not is_new and _idle(job, js):
+            elif not is_new and (new_jobs == "only" or _idle(job, js)):
                 continue
             else:
                 todo.append((job, False))
@@ -161,14 +167,24 @@ class Collector:
 
     def _polled(self, result: PollResult, started: float) -> None:
         if self.metrics is not None:
-            self.metrics.poll_done(result.server, result.ok, time.monotonic() - started,
-                                   result.enqueued)
+            self.metrics.poll_done(
+                result.server, result.ok, time.monotonic() - started, result.enqueued
+            )
         if isinstance(self.sink, State):
-            self.state.polled(result.server, result.ok, time.monotonic() - started,
-                              result.error or (f"{result.failed} job(s) failed" if result.failed else None))
-        log.info("poll finished", jobs=result.jobs, scanned=result.scanned,
-                 failed=result.failed, enqueued=result.enqueued,
-                 seconds=round(time.monotonic() - started, 3))
+            self.state.polled(
+                result.server,
+                result.ok,
+                time.monotonic() - started,
+                result.error or (f"{result.failed} job(s) failed" if result.failed else None),
+            )
+        log.info(
+            "poll finished",
+            jobs=result.jobs,
+            scanned=result.scanned,
+            failed=result.failed,
+            enqueued=result.enqueued,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     def _scan_job(self, job: JobRef, backfill: bool, bound: int | None) -> int | None:
         with bound_contextvars(server=self.server.name, job=job.full_name):
@@ -177,10 +193,16 @@ class Collector:
             except Stopped:
                 return 0
             except ConnectorError as exc:
-                log.error("job scan failed; watermark kept, retried next poll",
-                          error=str(exc), url=exc.url, status=exc.status)
+                log.error(
+                    "job scan failed; watermark kept, retried next poll",
+                    error=str(exc),
+                    url=exc.url,
+                    status=exc.status,
+                )
             except Exception as exc:
-                log.exception("job scan crashed; watermark kept, retried next poll", error=repr(exc))
+                log.exception(
+                    "job scan crashed; watermark kept, retried next poll", error=repr(exc)
+                )
             if isinstance(self.sink, State):
                 self.state.job_failed(self.server.name, job.full_name, "scan failed")
             return None
@@ -192,10 +214,11 @@ def _covered(js: JobState | None, bound: int | None) -> bool:
     return js.covered_ms <= (bound or 0)
 
 
-def _idle(job: JobRef, js: JobState) -> bool:
+def _idle(job: JobRef, js: JobState | None) -> bool:
     """Nothing new and nothing running below the newest build: no request needed."""
     return (
-        job.last_build == js.last_build
+        js is not None
+        and job.last_build == js.last_build
         and job.last_completed == js.last_completed
         and js.watermark is not None
         and js.watermark >= (job.last_build or 0)
@@ -209,17 +232,28 @@ class _JobScan:
         self.c, self.job, self.backfill, self.bound = c, job, backfill, bound
         self.name = c.server.name
         js = c.state.job(self.name, job.full_name)
-        if js.watermark is not None and job.last_build is not None and job.last_build < js.watermark:
-            log.warning("build numbers went backwards: job recreated? backfilling it as new",
-                        last_build=job.last_build, watermark=js.watermark)
+        if (
+            js.watermark is not None
+            and job.last_build is not None
+            and job.last_build < js.watermark
+        ):
+            log.warning(
+                "build numbers went backwards: job recreated? backfilling it as new",
+                last_build=job.last_build,
+                watermark=js.watermark,
+            )
             if isinstance(c.sink, State):
                 c.state.reset_job(self.name, job.full_name)
             js = JobState()
         self.js = js
         self.is_new = js.watermark is None
         stop_at = None if backfill else js.watermark
-        self.cursor = JobCursor(watermark=stop_at, floor=js.floor, cursor=js.cursor,
-                                since_ms=bound if (backfill or self.is_new) else None)
+        self.cursor = JobCursor(
+            watermark=stop_at,
+            floor=js.floor,
+            cursor=js.cursor,
+            since_ms=bound if (backfill or self.is_new) else None,
+        )
         self.seen: set[int] = set()
         self.low: int | None = None
         self.running: list[int] = []
@@ -278,10 +312,15 @@ class _JobScan:
     def _log_vanished(self, old: int, new: int) -> None:
         if new - old > 10_000:
             return
-        gone = [n for n in range(old + 1, new + 1) if n not in self.seen and n not in self.js.ledger]
+        gone = [
+            n for n in range(old + 1, new + 1) if n not in self.seen and n not in self.js.ledger
+        ]
         if gone:
-            log.warning("builds vanished before they were handled (retention or deletion); skipped",
-                        count=len(gone), builds=gone[:20])
+            log.warning(
+                "builds vanished before they were handled (retention or deletion); skipped",
+                count=len(gone),
+                builds=gone[:20],
+            )
 
 
 def _encode(build: Build, server: Server) -> str:

@@ -194,8 +194,9 @@ def _read_toml(file: Path) -> dict[str, Any]:
         with file.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError("config file not found (set -c/--config or SEI_POLLER_CONFIG)",
-                          where=str(file)) from None
+        raise ConfigError(
+            "config file not found (set -c/--config or SEI_POLLER_CONFIG)", where=str(file)
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", where=str(file)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -212,8 +213,9 @@ def _interpolate(value: Any, file: str, key: str) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in os.environ:
-                raise ConfigError(f"environment variable ${{{m.group(1)}}} is not set",
-                                  where=f"{file}: {key}")
+                raise ConfigError(
+                    f"environment variable ${{{m.group(1)}}} is not set", where=f"{file}: {key}"
+                )
             return os.environ[m.group(1)]
 
         return _VAR.sub(sub, value)
@@ -254,7 +256,9 @@ def _servers(root: _Root, file: Path, errors: list[str]) -> tuple[Server, ...]:
     out = []
     for i, table in enumerate(root.servers):
         merged = {**root.defaults, **table}
-        label = f"servers[{i}]" + (f" ({table['name']})" if isinstance(table.get("name"), str) else "")
+        label = f"servers[{i}]" + (
+            f" ({table['name']})" if isinstance(table.get("name"), str) else ""
+        )
         try:
             common = ServerConfig.model_validate(merged)
         except ValidationError as exc:
@@ -345,7 +349,10 @@ def _warn_literal_secrets(file: Path, raw: dict[str, Any]) -> None:
     for key in SECRET_KEYS:
         for m in re.finditer(rf"^\s*{key}\s*=\s*\"([^\"]*)\"", text, re.M):
             if m.group(1) and "${" not in m.group(1):
-                log.warning("literal secret in a group- or world-readable config file",
-                            file=str(file), key=key,
-                            hint="use ${VAR} or *_file, or chmod 600 the file")
+                log.warning(
+                    "literal secret in a group- or world-readable config file",
+                    file=str(file),
+                    key=key,
+                    hint="use ${VAR} or *_file, or chmod 600 the file",
+                )
                 return

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import structlog
@@ -81,13 +81,20 @@ class Deliverer:
         elif outcome.kind == "dead":
             self.state.dead(item.id, outcome.detail)
             report.dead += 1
-            log.error("SEI rejected the payload; dead-lettered", status=outcome.status,
-                      detail=outcome.detail, **ctx)
+            log.error(
+                "SEI rejected the payload; dead-lettered",
+                status=outcome.status,
+                detail=outcome.detail,
+                **ctx,
+            )
         elif outcome.kind == "auth":
             self.state.retry_later(item.id, 0.0, outcome.detail)
             if not report.auth_failed:
-                log.error("SEI refused the API key (HTTP %s); delivery stopped for this cycle, "
-                          "everything stays pending" % outcome.status, status=outcome.status)
+                log.error(
+                    f"SEI refused the API key (HTTP {outcome.status}); delivery stopped for "
+                    "this cycle, everything stays pending",
+                    status=outcome.status,
+                )
             report.auth_failed = True
         else:
             delay = next_delay(item.attempts + 1, outcome.retry_after)
@@ -95,8 +102,13 @@ class Deliverer:
             report.retried += 1
             if outcome.retry_after is not None:
                 self.paused_until = max(self.paused_until, time.time() + outcome.retry_after)
-            log.warning("SEI delivery failed; will retry", detail=outcome.detail,
-                        retry_in=round(delay, 1), attempts=item.attempts + 1, **ctx)
+            log.warning(
+                "SEI delivery failed; will retry",
+                detail=outcome.detail,
+                retry_in=round(delay, 1),
+                attempts=item.attempts + 1,
+                **ctx,
+            )
 
     def drain(self, retry_window: float) -> Report:
         """For `once` and `backfill`: keep trying until the outbox is empty, SEI refuses the
@@ -119,8 +131,11 @@ class Deliverer:
             give_up = last_progress + retry_window
             if max(nxt, self.paused_until) > give_up or time.time() >= give_up:
                 pending = self.state.counts()["pending"]
-                log.error("SEI still failing after the retry window; payloads left pending",
-                          pending=pending, retry_window=retry_window)
+                log.error(
+                    "SEI still failing after the retry window; payloads left pending",
+                    pending=pending,
+                    retry_window=retry_window,
+                )
                 return total
             self.stop.wait(max(0.0, min(max(nxt, self.paused_until), give_up) - time.time()))
         return total

@@ -55,22 +55,28 @@ def run_demo(
     status: Callable[[argparse.Namespace], int],
 ) -> int:
     keep = Path(args.keep) if args.keep else None
-    with tempfile.TemporaryDirectory() as tmp, FakeJenkins(context_path="/jenkins") as jenkins, \
-            FakeSei() as sei:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeJenkins(context_path="/jenkins") as jenkins,
+        FakeSei() as sei,
+    ):
         directory = keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         seed_demo(jenkins)
         cfg = demo_config(directory, jenkins, sei)
         print(f"stand-in Jenkins at {jenkins.url}, stand-in SEI at {sei.url}\n")
-        ns = argparse.Namespace(config=str(cfg), server=None, dry_run=False, output=None,
-                                since=None, job=None)
+        ns = argparse.Namespace(
+            config=str(cfg), server=None, dry_run=False, output=None, since=None, job=None
+        )
         code = collect(ns, backfill=False)
         print(f"\nSEI received {len(sei.received)} payloads:")
         for run in sorted(sei.received, key=lambda r: (r["job_full_name"], r["build_number"])):
             stages = len((run.get("job_run") or {}).get("stages", []))
-            print(f"  {run['job_full_name']}#{run['build_number']:<4} {run['result']:<9} "
-                  f"user={run.get('user_id')!s:<12} stages={stages} "
-                  f"commits={len(run.get('scm_commit_ids', []))}")
+            print(
+                f"  {run['job_full_name']}#{run['build_number']:<4} {run['result']:<9} "
+                f"user={run.get('user_id')!s:<12} stages={stages} "
+                f"commits={len(run.get('scm_commit_ids', []))}"
+            )
         if sei.received:
             example = max(sei.received, key=lambda r: len(json.dumps(r)))
             print("\nthe richest payload, as SEI received it:")

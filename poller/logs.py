@@ -15,7 +15,9 @@ from typing import Any
 import structlog
 
 _URL_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
-_AUTH = re.compile(r"(?i)\b(authorization|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(apikey|basic|bearer)?\s*[^\s'\",}]+")
+_AUTH = re.compile(
+    r"(?i)\b(authorization|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(apikey|basic|bearer)?\s*[^\s'\",}]+"
+)
 MASK = "***"
 
 
@@ -75,7 +77,9 @@ def configure(level: str = "info", fmt: str | None = None, stream: Any = None) -
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(

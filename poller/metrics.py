@@ -25,15 +25,18 @@ class _Outbox(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         counts = self.state.counts()
-        depth = GaugeMetricFamily("sei_poller_outbox", "Payloads in the outbox by status",
-                                  labels=["status"])
+        depth = GaugeMetricFamily(
+            "sei_poller_outbox", "Payloads in the outbox by status", labels=["status"]
+        )
         for status, n in sorted(counts.items()):
             depth.add_metric([status], n)
         yield depth
         oldest = self.state.oldest_pending_at()
-        yield GaugeMetricFamily("sei_poller_outbox_oldest_pending_age_seconds",
-                                "Age of the oldest payload not yet accepted by SEI",
-                                value=0.0 if oldest is None else max(0.0, time.time() - oldest))
+        yield GaugeMetricFamily(
+            "sei_poller_outbox_oldest_pending_age_seconds",
+            "Age of the oldest payload not yet accepted by SEI",
+            value=0.0 if oldest is None else max(0.0, time.time() - oldest),
+        )
 
 
 class Metrics:
@@ -41,28 +44,59 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.discovered = Counter("sei_poller_builds_discovered", "Finished builds enqueued",
-                                  ["server"], registry=r)
-        self.sent = Counter("sei_poller_builds_sent", "Payloads SEI accepted", ["server"], registry=r)
-        self.failed = Counter("sei_poller_builds_failed", "SEI deliveries that will be retried",
-                              ["server"], registry=r)
-        self.dead = Counter("sei_poller_builds_dead_lettered", "Payloads SEI rejected for good",
-                            ["server"], registry=r)
-        self.poll_seconds = Histogram("sei_poller_poll_duration_seconds", "Duration of one poll",
-                                      ["server"], registry=r,
-                                      buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
-        self.last_ok = Gauge("sei_poller_last_successful_poll_timestamp_seconds",
-                             "When the last poll without errors finished", ["server"], registry=r)
-        self.ci_requests = Counter("sei_poller_ci_requests", "Requests to CI servers by status",
-                                   ["server", "status"], registry=r)
-        self.ci_latency = Histogram("sei_poller_ci_request_duration_seconds",
-                                    "Latency of requests to CI servers", ["server"], registry=r,
-                                    buckets=LATENCY_BUCKETS)
-        self.sei_requests = Counter("sei_poller_sei_requests", "Requests to SEI by status",
-                                    ["status"], registry=r)
-        self.sei_latency = Histogram("sei_poller_sei_request_duration_seconds",
-                                     "Latency of requests to SEI", registry=r,
-                                     buckets=LATENCY_BUCKETS)
+        self.discovered = Counter(
+            "sei_poller_builds_discovered", "Finished builds enqueued", ["server"], registry=r
+        )
+        self.sent = Counter(
+            "sei_poller_builds_sent", "Payloads SEI accepted", ["server"], registry=r
+        )
+        self.failed = Counter(
+            "sei_poller_builds_failed",
+            "SEI deliveries that will be retried",
+            ["server"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "sei_poller_builds_dead_lettered",
+            "Payloads SEI rejected for good",
+            ["server"],
+            registry=r,
+        )
+        self.poll_seconds = Histogram(
+            "sei_poller_poll_duration_seconds",
+            "Duration of one poll",
+            ["server"],
+            registry=r,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+        )
+        self.last_ok = Gauge(
+            "sei_poller_last_successful_poll_timestamp_seconds",
+            "When the last poll without errors finished",
+            ["server"],
+            registry=r,
+        )
+        self.ci_requests = Counter(
+            "sei_poller_ci_requests",
+            "Requests to CI servers by status",
+            ["server", "status"],
+            registry=r,
+        )
+        self.ci_latency = Histogram(
+            "sei_poller_ci_request_duration_seconds",
+            "Latency of requests to CI servers",
+            ["server"],
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.sei_requests = Counter(
+            "sei_poller_sei_requests", "Requests to SEI by status", ["status"], registry=r
+        )
+        self.sei_latency = Histogram(
+            "sei_poller_sei_request_duration_seconds",
+            "Latency of requests to SEI",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
 
     def watch_state(self, state: Any) -> None:
         self.registry.register(_Outbox(state))
@@ -70,10 +104,13 @@ class Metrics:
     def serve(self, listen: str) -> Any:
         host, _, port = listen.rpartition(":")
         try:
-            server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
-                                                registry=self.registry)
+            server, _thread = start_http_server(
+                int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
+            )
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"cannot listen on {listen!r}: {exc}", where="metrics.listen") from None
+            raise ConfigError(
+                f"cannot listen on {listen!r}: {exc}", where="metrics.listen"
+            ) from None
         return server
 
     def ci_hook(self, server: str) -> Any:

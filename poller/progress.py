@@ -25,8 +25,9 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=0, unit="job", desc="jobs scanned", dynamic_ncols=True,
-                             file=sys.stderr)
+            self._bar = tqdm(
+                total=0, unit="job", desc="jobs scanned", dynamic_ncols=True, file=sys.stderr
+            )
 
     def update(self, kind: str, n: int) -> None:
         if not self.enabled or not n:
@@ -42,14 +43,23 @@ class Progress:
         c = self.counts
         if self._bar is not None:
             self._bar.n = c["scanned"]
-            self._bar.set_postfix(found=c["found"], delivered=c["delivered"],
-                                  rate=f"{c['delivered'] / elapsed:.0f}/s", refresh=False)
+            self._bar.set_postfix(
+                found=c["found"],
+                delivered=c["delivered"],
+                rate=f"{c['delivered'] / elapsed:.0f}/s",
+                refresh=False,
+            )
             self._bar.refresh()
         elif time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
-            log.info("backfill progress", jobs=c["jobs"], jobs_scanned=c["scanned"],
-                     builds_found=c["found"], builds_delivered=c["delivered"],
-                     builds_per_second=round(c["delivered"] / elapsed, 1))
+            log.info(
+                "backfill progress",
+                jobs=c["jobs"],
+                jobs_scanned=c["scanned"],
+                builds_found=c["found"],
+                builds_delivered=c["delivered"],
+                builds_per_second=round(c["delivered"] / elapsed, 1),
+            )
 
     def close(self) -> None:
         if self._bar is not None:

@@ -27,8 +27,15 @@ STUCK_AFTER = 900.0  # a live poll running longer than this (and 10 intervals) s
 
 
 class Daemon:
-    def __init__(self, cfg: Config, state: State, deliverer: Deliverer,
-                 connectors: dict[str, Any], stop: threading.Event, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        state: State,
+        deliverer: Deliverer,
+        connectors: dict[str, Any],
+        stop: threading.Event,
+        metrics: Any = None,
+    ) -> None:
         self.cfg, self.state, self.deliverer, self.metrics = cfg, state, deliverer, metrics
         self.connectors, self.stop = connectors, stop
         self.wake = threading.Event()
@@ -40,17 +47,22 @@ class Daemon:
         )
 
     def _collector(self, server: Server) -> Collector:
-        return Collector(server, self.connectors[server.name], self.state, stop=self.stop,
-                         metrics=self.metrics)
+        return Collector(
+            server, self.connectors[server.name], self.state, stop=self.stop, metrics=self.metrics
+        )
 
     def poll(self, server: Server) -> None:
         self.running[server.name] = time.monotonic()
         try:
             result = self._collector(server).poll(new_jobs="defer")
             if result.new_jobs and not self.stop.is_set():
-                self.scheduler.add_job(self.backfill, id=f"backfill:{server.name}",
-                                       args=[server], replace_existing=True,
-                                       next_run_time=datetime.now(UTC))
+                self.scheduler.add_job(
+                    self.backfill,
+                    id=f"backfill:{server.name}",
+                    args=[server],
+                    replace_existing=True,
+                    next_run_time=datetime.now(UTC),
+                )
         finally:
             self.running.pop(server.name, None)
             self.wake.set()
@@ -72,9 +84,15 @@ class Daemon:
     def run(self) -> int:
         for server in self.cfg.servers:
             interval = server.config.poll_interval
-            self.scheduler.add_job(self.poll, "interval", seconds=interval, args=[server],
-                                   id=f"poll:{server.name}", jitter=min(30.0, interval * 0.1),
-                                   next_run_time=datetime.now(UTC))
+            self.scheduler.add_job(
+                self.poll,
+                "interval",
+                seconds=interval,
+                args=[server],
+                id=f"poll:{server.name}",
+                jitter=min(30.0, interval * 0.1),
+                next_run_time=datetime.now(UTC),
+            )
         self.scheduler.start()
         notify("READY=1")
         log.info("daemon started", servers=[s.name for s in self.cfg.servers])

@@ -7,6 +7,7 @@ row, its ledger row and its job's watermark) happens in one transaction, so a cr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -130,10 +131,9 @@ class State:
     def close(self) -> None:
         with self._lock:
             for db in self._all:
-                try:
+                # A connection owned by a thread that already finished cannot be closed here.
+                with contextlib.suppress(sqlite3.ProgrammingError):
                     db.conn.close()
-                except sqlite3.ProgrammingError:
-                    pass  # owned by a thread that already finished
             self._all.clear()
         self._local = threading.local()
 
@@ -203,8 +203,17 @@ class State:
             " last_completed = excluded.last_completed, cursor = excluded.cursor,"
             " covered_ms = excluded.covered_ms, last_scan_at = excluded.last_scan_at,"
             " last_error = NULL",
-            [server, job, u.watermark, u.floor, u.last_build, u.last_completed, u.cursor,
-             u.covered_ms, now],
+            [
+                server,
+                job,
+                u.watermark,
+                u.floor,
+                u.last_build,
+                u.last_completed,
+                u.cursor,
+                u.covered_ms,
+                now,
+            ],
         )
         if u.watermark is not None:
             self.db.conn.execute(
@@ -225,7 +234,7 @@ class State:
         with self.db.conn:
             for table in ("jobs", "ledger"):
                 self.db.conn.execute(
-                    f"DELETE FROM {table} WHERE server = ? AND job = ?",  # noqa: S608
+                    f"DELETE FROM {table} WHERE server = ? AND job = ?",
                     [server, job],
                 )
             self.db.conn.execute(
@@ -243,8 +252,14 @@ class State:
                 " last_ok_at = COALESCE(excluded.last_ok_at, servers.last_ok_at),"
                 " last_outcome = excluded.last_outcome, last_error = excluded.last_error,"
                 " last_duration = excluded.last_duration",
-                [server, now, now if ok else None, "ok" if ok else "failed",
-                 (error or "")[:500] or None, duration],
+                [
+                    server,
+                    now,
+                    now if ok else None,
+                    "ok" if ok else "failed",
+                    (error or "")[:500] or None,
+                    duration,
+                ],
             )
 
     # -- outbox -----------------------------------------------------------------------------
@@ -328,8 +343,12 @@ class State:
         ):
             srv = servers.setdefault(r["server"], {"server": r["server"], "jobs": {}})
             srv["jobs"][r["job"]] = {
-                "watermark": r["watermark"], "last_scan_at": r["last_scan_at"],
-                "last_error": r["last_error"], PENDING: 0, SENT: 0, DEAD: 0,
+                "watermark": r["watermark"],
+                "last_scan_at": r["last_scan_at"],
+                "last_error": r["last_error"],
+                PENDING: 0,
+                SENT: 0,
+                DEAD: 0,
                 "oldest_pending_at": None,
             }
         for r in self.db.query(
@@ -338,8 +357,16 @@ class State:
         ):
             srv = servers.setdefault(r["server"], {"server": r["server"], "jobs": {}})
             job = srv["jobs"].setdefault(
-                r["job"], {"watermark": None, "last_scan_at": None, "last_error": None,
-                           PENDING: 0, SENT: 0, DEAD: 0, "oldest_pending_at": None},
+                r["job"],
+                {
+                    "watermark": None,
+                    "last_scan_at": None,
+                    "last_error": None,
+                    PENDING: 0,
+                    SENT: 0,
+                    DEAD: 0,
+                    "oldest_pending_at": None,
+                },
             )
             job[r["status"]] = r["n"]
             if r["status"] == PENDING:

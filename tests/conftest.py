@@ -17,8 +17,15 @@ def _quiet_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     yield
 
 
-def write_config(path: Path, *, sei_url: str, servers: list[dict], api_key: str = "sei-secret-key",
-                 extra: str = "", state: str = "state.db") -> Path:
+def write_config(
+    path: Path,
+    *,
+    sei_url: str,
+    servers: list[dict],
+    api_key: str = "sei-secret-key",
+    extra: str = "",
+    state: str = "state.db",
+) -> Path:
     """A config file like an operator writes it, from simple server dicts."""
     blocks = []
     for s in servers:
@@ -26,7 +33,8 @@ def write_config(path: Path, *, sei_url: str, servers: list[dict], api_key: str 
         for k, v in s.items():
             lines.append(f"{k} = {_toml(v)}")
         blocks.append("\n".join(lines))
-    text = textwrap.dedent(f"""
+    text = (
+        textwrap.dedent(f"""
         [sei]
         url = "{sei_url}"
         api_key = "{api_key}"
@@ -36,7 +44,10 @@ def write_config(path: Path, *, sei_url: str, servers: list[dict], api_key: str 
         [state]
         path = "{state}"
         {extra}
-    """) + "\n\n".join(blocks) + "\n"
+    """)
+        + "\n\n".join(blocks)
+        + "\n"
+    )
     path.write_text(text)
     path.chmod(0o600)
     return path

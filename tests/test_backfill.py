@@ -61,7 +61,10 @@ def test_interrupted_backfill_resumes_without_resending(env: Env) -> None:
             env.jenkins.add_build(f"big/job{j}", n, timestamp=NOW - 60 * DAY + n, duration=10)
     proc = subprocess.Popen(
         [sys.executable, "-m", "poller", "-c", str(env.config), "backfill", "--since", "all"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
     deadline = time.monotonic() + 30
     while len(env.sei.received) < 150 and time.monotonic() < deadline:

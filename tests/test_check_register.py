@@ -63,27 +63,55 @@ def test_register_prints_the_guid(env: Env, capsys) -> None:
     assert guid == env.sei.registered[0]["guid"]
 
 
-def test_register_reads_a_guid_inside_an_object(httpserver: HTTPServer, tmp_path: Path,
-                                                capsys) -> None:
+def test_register_reads_a_guid_inside_an_object(
+    httpserver: HTTPServer, tmp_path: Path, capsys
+) -> None:
     httpserver.expect_request("/v1/custom-cicd", method="POST").respond_with_json(
-        {"id": "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11", "name": "x"})
-    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[{
-        "name": "j", "type": "jenkins", "url": "http://127.0.0.1:9/", "instance_guid": "g",
-        "instance_name": "n"}])
+        {"id": "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11", "name": "x"}
+    )
+    cfg = write_config(
+        tmp_path / "c.toml",
+        sei_url=httpserver.url_for("/"),
+        servers=[
+            {
+                "name": "j",
+                "type": "jenkins",
+                "url": "http://127.0.0.1:9/",
+                "instance_guid": "g",
+                "instance_name": "n",
+            }
+        ],
+    )
     from poller.cli import main
 
-    assert main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n",
-                 "--type", "custom"]) == 0
+    assert (
+        main(
+            ["-c", str(cfg), "register", "--integration-id", "1", "--name", "n", "--type", "custom"]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11"
 
 
-def test_register_failure_exits_1_with_status_and_body(httpserver: HTTPServer, tmp_path: Path,
-                                                       capsys) -> None:
+def test_register_failure_exits_1_with_status_and_body(
+    httpserver: HTTPServer, tmp_path: Path, capsys
+) -> None:
     httpserver.expect_request("/v1/custom-cicd").respond_with_data(
-        '{"error":"integration 1 not found"}', status=404)
-    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[{
-        "name": "j", "type": "jenkins", "url": "http://127.0.0.1:9/", "instance_guid": "g",
-        "instance_name": "n"}])
+        '{"error":"integration 1 not found"}', status=404
+    )
+    cfg = write_config(
+        tmp_path / "c.toml",
+        sei_url=httpserver.url_for("/"),
+        servers=[
+            {
+                "name": "j",
+                "type": "jenkins",
+                "url": "http://127.0.0.1:9/",
+                "instance_guid": "g",
+                "instance_name": "n",
+            }
+        ],
+    )
     from poller.cli import main
 
     assert main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n"]) == 1

@@ -42,7 +42,9 @@ def _start(env: Env, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     return subprocess.Popen(
         [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
         env={**os.environ, **(extra_env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -84,8 +86,11 @@ def test_sigterm_readiness_watchdog_and_metrics(env: Env, tmp_path: Path) -> Non
     notify.settimeout(0.2)
     port = _free_port()
     env.write(poll_interval=1)
-    env.config.write_text(env.config.read_text().replace(
-        "[state]", f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n[state]'))
+    env.config.write_text(
+        env.config.read_text().replace(
+            "[state]", f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n[state]'
+        )
+    )
     proc = _start(env, {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
     messages: list[str] = []
 

@@ -23,12 +23,24 @@ def sei() -> Iterator[FakeSei]:
 
 
 def _payload(n: int) -> str:
-    return json.dumps({"pipeline": "api", "job_full_name": "team/api", "qualified_name": "team/api",
-                       "instance_name": "J", "instance_guid": GUID, "result": "SUCCESS",
-                       "build_number": n, "start_time": 1, "duration": 1})
+    return json.dumps(
+        {
+            "pipeline": "api",
+            "job_full_name": "team/api",
+            "qualified_name": "team/api",
+            "instance_name": "J",
+            "instance_guid": GUID,
+            "result": "SUCCESS",
+            "build_number": n,
+            "start_time": 1,
+            "duration": 1,
+        }
+    )
 
 
-def _setup(tmp_path: Path, sei: FakeSei, n: int, key: str = "sei-secret-key") -> tuple[State, Deliverer]:
+def _setup(
+    tmp_path: Path, sei: FakeSei, n: int, key: str = "sei-secret-key"
+) -> tuple[State, Deliverer]:
     state = State(tmp_path / "state.db")
     state.enqueue("srv", "team/api", [(i, _payload(i)) for i in range(1, n + 1)])
     return state, Deliverer(state, Sender(sei.url, key, concurrency=4), 4)
@@ -66,7 +78,9 @@ def test_refused_key_stops_the_cycle_and_keeps_everything(tmp_path: Path, sei: F
 def test_unreachable_sei_leaves_everything_pending(tmp_path: Path) -> None:
     state = State(tmp_path / "state.db")
     state.enqueue("srv", "j", [(1, _payload(1))])
-    deliverer = Deliverer(state, Sender("http://127.0.0.1:9/v1/custom-cicd", "k", connect_timeout=1), 1)
+    deliverer = Deliverer(
+        state, Sender("http://127.0.0.1:9/v1/custom-cicd", "k", connect_timeout=1), 1
+    )
     report = deliverer.drain(retry_window=2)
     deliverer.close()
     assert report.sent == 0

@@ -28,11 +28,27 @@ def good() -> Iterator[tuple[FakeJenkins, FakeSei]]:
 
 def _run(tmp_path: Path, sei: FakeSei, good: FakeJenkins, bad_url: str) -> int:
     servers = [
-        {"name": "good", "type": "jenkins", "url": good.url, "username": good.username,
-         "token": good.token, "instance_guid": GUID, "instance_name": "good",
-         "backfill_since": "all"},
-        {"name": "bad", "type": "jenkins", "url": bad_url, "username": "u", "token": "t0ken-x",
-         "instance_guid": GUID, "instance_name": "bad", "backfill_since": "all", "timeout": 2},
+        {
+            "name": "good",
+            "type": "jenkins",
+            "url": good.url,
+            "username": good.username,
+            "token": good.token,
+            "instance_guid": GUID,
+            "instance_name": "good",
+            "backfill_since": "all",
+        },
+        {
+            "name": "bad",
+            "type": "jenkins",
+            "url": bad_url,
+            "username": "u",
+            "token": "t0ken-x",
+            "instance_guid": GUID,
+            "instance_name": "bad",
+            "backfill_since": "all",
+            "timeout": 2,
+        },
     ]
     cfg = write_config(tmp_path / "c.toml", sei_url=sei.url, servers=servers)
     return main(["-c", str(cfg), "once"])
@@ -41,20 +57,35 @@ def _run(tmp_path: Path, sei: FakeSei, good: FakeJenkins, bad_url: str) -> int:
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (lambda s: s.expect_request("/api/json").respond_with_data("<html>oops</html>"),
-         "not JSON"),
-        (lambda s: s.expect_request("/api/json").respond_with_data('{"jobs": [{"name": "x"'),
-         "not JSON"),
-        (lambda s: s.expect_request("/api/json").respond_with_data(
-            '{"jobs": []}' + " " * 5000), "larger than"),
-        (lambda s: s.expect_request("/api/json").respond_with_data(
-            "", status=302, headers={"Location": "http://127.0.0.2:1/api/json"}),
-         "redirected to another host"),
+        (
+            lambda s: s.expect_request("/api/json").respond_with_data("<html>oops</html>"),
+            "not JSON",
+        ),
+        (
+            lambda s: s.expect_request("/api/json").respond_with_data('{"jobs": [{"name": "x"'),
+            "not JSON",
+        ),
+        (
+            lambda s: s.expect_request("/api/json").respond_with_data('{"jobs": []}' + " " * 5000),
+            "larger than",
+        ),
+        (
+            lambda s: s.expect_request("/api/json").respond_with_data(
+                "", status=302, headers={"Location": "http://127.0.0.2:1/api/json"}
+            ),
+            "redirected to another host",
+        ),
     ],
 )
-def test_bad_answers_fail_only_that_server(tmp_path: Path, good, httpserver: HTTPServer,
-                                           monkeypatch: pytest.MonkeyPatch, capsys,
-                                           answer, message: str) -> None:
+def test_bad_answers_fail_only_that_server(
+    tmp_path: Path,
+    good,
+    httpserver: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    answer,
+    message: str,
+) -> None:
     jenkins, sei = good
     monkeypatch.setattr(connectors.jenkins, "MAX_BODY", 4096)
     answer(httpserver)

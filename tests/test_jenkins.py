@@ -44,7 +44,11 @@ def test_exact_payloads_for_each_shape(env: Env) -> None:
     j.add_folder("team")
     j.add_job("team/api", "freestyle")
     j.add_build(
-        "team/api", 1, result="UNSTABLE", timestamp=T0, duration=61_000,
+        "team/api",
+        1,
+        result="UNSTABLE",
+        timestamp=T0,
+        duration=61_000,
         causes=[{"_class": USER, "userId": "alice", "userName": "Alice"}],
         parameters=[
             {"_class": "hudson.model.StringParameterValue", "name": "REF", "value": "main"},
@@ -52,53 +56,122 @@ def test_exact_payloads_for_each_shape(env: Env) -> None:
             {"_class": "hudson.model.PasswordParameterValue", "name": "TOKEN"},
             {"_class": "hudson.model.FileParameterValue", "name": "notes.md"},
         ],
-        git={"sha": "a" * 40, "branch": "refs/remotes/origin/main",
-             "remote": "https://ci-bot:ghp_secret@github.com/acme/api"},
+        git={
+            "sha": "a" * 40,
+            "branch": "refs/remotes/origin/main",
+            "remote": "https://ci-bot:ghp_secret@github.com/acme/api",
+        },
         change_ids=["b" * 40, "a" * 40],
         artifacts=["build/libs/api.jar"],
     )
     j.add_job("team/deploy", "pipeline")
     stages = [
-        {"id": "6", "name": "Build", "status": "SUCCESS", "startTimeMillis": T0 + 1000,
-         "durationMillis": 5000, "stageFlowNodes": [
-             {"id": "7", "name": "Shell Script", "status": "SUCCESS", "parameterDescription": "make",
-              "startTimeMillis": T0 + 1000, "durationMillis": 4000, "parentNodes": ["6"]}]},
-        {"id": "9", "name": "Deploy", "status": "FAILED", "startTimeMillis": T0 + 6000,
-         "durationMillis": 2000, "stageFlowNodes": [
-             {"id": "10", "name": "Print Message", "status": "FAILED", "startTimeMillis": T0 + 6000,
-              "durationMillis": 1000, "parentNodes": ["9"]}]},
-        {"id": "12", "name": "Smoke", "status": "NOT_EXECUTED", "startTimeMillis": T0 + 8000,
-         "durationMillis": 0, "stageFlowNodes": []},
+        {
+            "id": "6",
+            "name": "Build",
+            "status": "SUCCESS",
+            "startTimeMillis": T0 + 1000,
+            "durationMillis": 5000,
+            "stageFlowNodes": [
+                {
+                    "id": "7",
+                    "name": "Shell Script",
+                    "status": "SUCCESS",
+                    "parameterDescription": "make",
+                    "startTimeMillis": T0 + 1000,
+                    "durationMillis": 4000,
+                    "parentNodes": ["6"],
+                }
+            ],
+        },
+        {
+            "id": "9",
+            "name": "Deploy",
+            "status": "FAILED",
+            "startTimeMillis": T0 + 6000,
+            "durationMillis": 2000,
+            "stageFlowNodes": [
+                {
+                    "id": "10",
+                    "name": "Print Message",
+                    "status": "FAILED",
+                    "startTimeMillis": T0 + 6000,
+                    "durationMillis": 1000,
+                    "parentNodes": ["9"],
+                }
+            ],
+        },
+        {
+            "id": "12",
+            "name": "Smoke",
+            "status": "NOT_EXECUTED",
+            "startTimeMillis": T0 + 8000,
+            "durationMillis": 0,
+            "stageFlowNodes": [],
+        },
     ]
     j.add_build(
-        "team/deploy", 7, result="FAILURE", timestamp=T0 + 500, duration=9000,
-        causes=[{"_class": "hudson.model.Cause$UpstreamCause", "upstreamProject": "team/api",
-                 "upstreamBuild": 1, "upstreamUrl": "job/team/job/api/"}],
-        git=[{"sha": "c" * 40, "branch": "refs/remotes/origin/main",
-              "remote": "https://github.com/acme/shared-lib.git"},
-             {"sha": "d" * 40, "branch": "refs/remotes/origin/release/2.0",
-              "remote": "git@github.com:acme/deploy.git"}],
+        "team/deploy",
+        7,
+        result="FAILURE",
+        timestamp=T0 + 500,
+        duration=9000,
+        causes=[
+            {
+                "_class": "hudson.model.Cause$UpstreamCause",
+                "upstreamProject": "team/api",
+                "upstreamBuild": 1,
+                "upstreamUrl": "job/team/job/api/",
+            }
+        ],
+        git=[
+            {
+                "sha": "c" * 40,
+                "branch": "refs/remotes/origin/main",
+                "remote": "https://github.com/acme/shared-lib.git",
+            },
+            {
+                "sha": "d" * 40,
+                "branch": "refs/remotes/origin/release/2.0",
+                "remote": "git@github.com:acme/deploy.git",
+            },
+        ],
         stages=stages,
     )
     j.add_folder("svc", "multibranch")
     j.add_job("svc/feature%2Fx", "pipeline")
     j.add_build(
-        "svc/feature%2Fx", 3, result="SUCCESS", timestamp=T0, duration=1000,
+        "svc/feature%2Fx",
+        3,
+        result="SUCCESS",
+        timestamp=T0,
+        duration=1000,
         causes=[{"_class": "jenkins.branch.BranchEventCause", "shortDescription": "Push event"}],
         git={"sha": "e" * 40, "branch": "feature/x", "remote": "git@github.com:acme/svc.git"},
         stages=[],
     )
     j.add_folder("Ünïcode team")
     j.add_job("Ünïcode team/nightly job", "freestyle")
-    j.add_build("Ünïcode team/nightly job", 2, result="ABORTED", timestamp=T0, duration=5,
-                causes=[{"_class": "hudson.triggers.TimerTrigger$TimerTriggerCause"}])
+    j.add_build(
+        "Ünïcode team/nightly job",
+        2,
+        result="ABORTED",
+        timestamp=T0,
+        duration=5,
+        causes=[{"_class": "hudson.triggers.TimerTrigger$TimerTriggerCause"}],
+    )
 
     assert env.once() == 0
     runs = env.runs()
     assert runs[("team/api", 1)] == {
         **_common(env, "team/api", 1, "job/team/job/api/"),
-        "pipeline": "api", "start_time": T0, "duration": 61_000, "result": "UNSTABLE",
-        "user_id": "alice", "ci": True, "cd": False,
+        "pipeline": "api",
+        "start_time": T0,
+        "duration": 61_000,
+        "result": "UNSTABLE",
+        "user_id": "alice",
+        "ci": True,
+        "cd": False,
         "trigger_chain": [{"id": "alice", "type": "UserIdCause"}],
         "job_run_params": [
             {"type": "StringParameterValue", "name": "REF", "value": "main"},
@@ -107,17 +180,29 @@ def test_exact_payloads_for_each_shape(env: Env) -> None:
         "scm_commit_ids": ["a" * 40, "b" * 40],
         "repo_url": "https://github.com/acme/api.git",
         "branch_name": "main",
-        "artifacts": [{"input": False, "output": True, "type": "file", "name": "api.jar",
-                       "qualifier": "1",
-                       "location": f"{env.jenkins.url}job/team/job/api/1/artifact/build/libs/api.jar"}],
+        "artifacts": [
+            {
+                "input": False,
+                "output": True,
+                "type": "file",
+                "name": "api.jar",
+                "qualifier": "1",
+                "location": f"{env.jenkins.url}job/team/job/api/1/artifact/build/libs/api.jar",
+            }
+        ],
     }
     iso = "%Y-%m-%dT%H:%M:%S"
     start = time.strftime(iso, time.gmtime((T0 + 1000) / 1000)) + f".{(T0 + 1000) % 1000:03d}+0000"
     deploy = runs[("team/deploy", 7)]
     assert deploy == {
         **_common(env, "team/deploy", 7, "job/team/job/deploy/"),
-        "pipeline": "deploy", "start_time": T0 + 500, "duration": 9000, "result": "FAILURE",
-        "user_id": "alice", "ci": True, "cd": False,
+        "pipeline": "deploy",
+        "start_time": T0 + 500,
+        "duration": 9000,
+        "result": "FAILURE",
+        "user_id": "alice",
+        "ci": True,
+        "cd": False,
         "trigger_chain": [{"id": "team/api", "type": "UpstreamCause", "job_run_number": 1}],
         "scm_commit_ids": ["d" * 40],
         "repo_url": "git@github.com:acme/deploy.git",
@@ -125,27 +210,57 @@ def test_exact_payloads_for_each_shape(env: Env) -> None:
         "job_run": deploy["job_run"],
     }
     s1, s2, s3 = deploy["job_run"]["stages"]
-    assert s1 == {"id": "6", "displayName": "Build", "displayDescription": "Build",
-                  "result": "SUCCESS", "state": "FINISHED", "durationInMillis": 5000,
-                  "startTime": start, "steps": [
-                      {"id": "7", "displayName": "Shell Script", "displayDescription": "make",
-                       "result": "SUCCESS", "state": "FINISHED", "durationInMillis": 4000,
-                       "startTime": start}]}
+    assert s1 == {
+        "id": "6",
+        "displayName": "Build",
+        "displayDescription": "Build",
+        "result": "SUCCESS",
+        "state": "FINISHED",
+        "durationInMillis": 5000,
+        "startTime": start,
+        "steps": [
+            {
+                "id": "7",
+                "displayName": "Shell Script",
+                "displayDescription": "make",
+                "result": "SUCCESS",
+                "state": "FINISHED",
+                "durationInMillis": 4000,
+                "startTime": start,
+            }
+        ],
+    }
     assert (s2["result"], s2["state"], s2["steps"][0]["displayDescription"]) == (
-        "FAILURE", "FINISHED", "Print Message")
+        "FAILURE",
+        "FINISHED",
+        "Print Message",
+    )
     assert (s3["result"], s3["state"], s3["durationInMillis"], s3["steps"]) == (
-        "NOT_BUILT", "SKIPPED", 0, [])
+        "NOT_BUILT",
+        "SKIPPED",
+        0,
+        [],
+    )
     assert runs[("svc/feature%2Fx", 3)] == {
         **_common(env, "svc/feature%2Fx", 3, "job/svc/job/feature%252Fx/"),
-        "pipeline": "svc", "start_time": T0, "duration": 1000, "result": "SUCCESS",
-        "user_id": "SCMTrigger", "ci": True, "cd": False,
+        "pipeline": "svc",
+        "start_time": T0,
+        "duration": 1000,
+        "result": "SUCCESS",
+        "user_id": "SCMTrigger",
+        "ci": True,
+        "cd": False,
         "trigger_chain": [{"id": "SCMTrigger", "type": "BranchEventCause"}],
-        "scm_commit_ids": ["e" * 40], "repo_url": "git@github.com:acme/svc.git",
+        "scm_commit_ids": ["e" * 40],
+        "repo_url": "git@github.com:acme/svc.git",
         "branch_name": "feature/x",
     }
     nightly = runs[("Ünïcode team/nightly job", 2)]
     assert (nightly["pipeline"], nightly["user_id"], nightly["result"]) == (
-        "nightly job", "TimerTrigger", "ABORTED")
+        "nightly job",
+        "TimerTrigger",
+        "ABORTED",
+    )
     assert nightly["trigger_chain"] == [{"id": "unknown", "type": "TimerTriggerCause"}]
     assert len(runs) == 4
     # The git plugin's buildsByBranchName is never asked for: no `*` in any tree.
@@ -229,7 +344,9 @@ def test_failing_folder_does_not_stop_the_rest(env: Env) -> None:
     j.add_folder("bad")
     j.add_build("bad/x", 1, timestamp=T0, duration=10)
     j.add_build("good", 1, timestamp=T0, duration=10)
-    j.fail(r"^/jenkins/api/json$", status=503, times=3)  # root listing fails (retried, then gives up)
+    j.fail(
+        r"^/jenkins/api/json$", status=503, times=3
+    )  # root listing fails (retried, then gives up)
     assert env.once() == 1
     assert env.runs() == {}
     assert env.once() == 0
@@ -270,7 +387,10 @@ def test_include_exclude_and_cd_jobs(env: Env) -> None:
     assert env.once() == 0
     runs = env.runs()
     assert set(runs) == {("team/api", 1), ("team/deploy-prod", 1)}
-    assert (runs[("team/deploy-prod", 1)]["cd"], runs[("team/deploy-prod", 1)]["ci"]) == (True, False)
+    assert (runs[("team/deploy-prod", 1)]["cd"], runs[("team/deploy-prod", 1)]["ci"]) == (
+        True,
+        False,
+    )
 
 
 def test_many_builds_are_paged_past_the_hundred_builds_holds(env: Env) -> None:

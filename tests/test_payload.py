@@ -19,8 +19,14 @@ SERVER = SimpleNamespace(
 
 
 def _build(**kw) -> Build:
-    base = dict(job_full_name="team/api", pipeline="api", number=42, result="SUCCESS",
-                start_ms=1_700_000_000_000, duration_ms=61_000)
+    base = dict(
+        job_full_name="team/api",
+        pipeline="api",
+        number=42,
+        result="SUCCESS",
+        start_ms=1_700_000_000_000,
+        duration_ms=61_000,
+    )
     base.update(kw)
     return Build(**base)
 
@@ -60,29 +66,69 @@ def test_full_build() -> None:
         commit_ids=("abc", "def", "abc"),
         repo_url="https://ci:ghp_x@github.com/acme/api",
         branch="main",
-        stages=(Stage("6", "Build", "Build", "SUCCESS", "FINISHED", 1_700_000_001_000, 5000,
-                      (Step("7", "Shell Script", "make", "SUCCESS", "FINISHED", None, 4000),)),),
-        artifacts=(Artifact("app.jar", "https://jenkins.example.com/job/team/job/api/42/artifact/app.jar", "42"),),
+        stages=(
+            Stage(
+                "6",
+                "Build",
+                "Build",
+                "SUCCESS",
+                "FINISHED",
+                1_700_000_001_000,
+                5000,
+                (Step("7", "Shell Script", "make", "SUCCESS", "FINISHED", None, 4000),),
+            ),
+        ),
+        artifacts=(
+            Artifact(
+                "app.jar", "https://jenkins.example.com/job/team/job/api/42/artifact/app.jar", "42"
+            ),
+        ),
     )
     p = to_sei(build, SERVER)
     assert p["trigger_chain"] == [
         {"id": "team/build", "type": "UpstreamCause", "job_run_number": 7},
         {"id": "alice", "type": "UserIdCause"},
     ]
-    assert p["job_run_params"] == [{"type": "StringParameterValue", "name": "version", "value": "1.2"}]
+    assert p["job_run_params"] == [
+        {"type": "StringParameterValue", "name": "version", "value": "1.2"}
+    ]
     assert p["scm_commit_ids"] == ["abc", "def"]
     assert p["repo_url"] == "https://github.com/acme/api.git"
     assert p["branch_name"] == "main"
     assert p["web_url"] == "https://jenkins.example.com/job/team/job/api/42/"
-    assert p["job_run"] == {"stages": [{
-        "id": "6", "displayName": "Build", "displayDescription": "Build", "result": "SUCCESS",
-        "state": "FINISHED", "durationInMillis": 5000, "startTime": "2023-11-14T22:13:21.000+0000",
-        "steps": [{"id": "7", "displayName": "Shell Script", "displayDescription": "make",
-                   "result": "SUCCESS", "state": "FINISHED", "durationInMillis": 4000}],
-    }]}
-    assert p["artifacts"] == [{"input": False, "output": True, "type": "file",
-                               "location": "https://jenkins.example.com/job/team/job/api/42/artifact/app.jar",
-                               "name": "app.jar", "qualifier": "42"}]
+    assert p["job_run"] == {
+        "stages": [
+            {
+                "id": "6",
+                "displayName": "Build",
+                "displayDescription": "Build",
+                "result": "SUCCESS",
+                "state": "FINISHED",
+                "durationInMillis": 5000,
+                "startTime": "2023-11-14T22:13:21.000+0000",
+                "steps": [
+                    {
+                        "id": "7",
+                        "displayName": "Shell Script",
+                        "displayDescription": "make",
+                        "result": "SUCCESS",
+                        "state": "FINISHED",
+                        "durationInMillis": 4000,
+                    }
+                ],
+            }
+        ]
+    }
+    assert p["artifacts"] == [
+        {
+            "input": False,
+            "output": True,
+            "type": "file",
+            "location": "https://jenkins.example.com/job/team/job/api/42/artifact/app.jar",
+            "name": "app.jar",
+            "qualifier": "42",
+        }
+    ]
 
 
 def test_execution_id_is_stable_and_unique() -> None:
@@ -100,7 +146,10 @@ def test_execution_id_is_stable_and_unique() -> None:
         ("https://user:ghp_secret@github.com/acme/api/", "https://github.com/acme/api.git"),
         ("git@github.com:acme/api.git", "git@github.com:acme/api.git"),
         ("git@github.com:acme/api", "git@github.com:acme/api.git"),
-        ("ssh://git@gitlab.example.com:2222/grp/sub/repo.git", "git@gitlab.example.com:grp/sub/repo.git"),
+        (
+            "ssh://git@gitlab.example.com:2222/grp/sub/repo.git",
+            "git@gitlab.example.com:grp/sub/repo.git",
+        ),
         ("http://gitea.local:3000/o/r", "http://gitea.local:3000/o/r.git"),
         ("", None),
         ("file:///srv/repo", None),

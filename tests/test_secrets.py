@@ -23,19 +23,39 @@ def test_no_secret_anywhere(tmp_path: Path, capsys) -> None:
     outputs: list[str] = []
     with FakeJenkins(token=TOKEN) as jenkins, FakeSei(api_key=SEI_KEY) as sei:
         jenkins.add_build(
-            "team/api", 1, timestamp=T0, duration=10,
-            git={"sha": "a" * 40, "branch": "refs/remotes/origin/main",
-                 "remote": f"https://ci:{REMOTE_TOKEN}@github.com/acme/api"},
+            "team/api",
+            1,
+            timestamp=T0,
+            duration=10,
+            git={
+                "sha": "a" * 40,
+                "branch": "refs/remotes/origin/main",
+                "remote": f"https://ci:{REMOTE_TOKEN}@github.com/acme/api",
+            },
             parameters=[{"_class": "hudson.model.PasswordParameterValue", "name": "PW"}],
         )
         jenkins.add_build("team/api", 2, timestamp=T0 + 1, duration=10)
         host = jenkins.url.split("://", 1)[1]
         servers = [
-            {"name": "main", "type": "jenkins", "url": jenkins.url, "username": jenkins.username,
-             "token": TOKEN, "instance_guid": GUID, "instance_name": "J", "backfill_since": "all"},
+            {
+                "name": "main",
+                "type": "jenkins",
+                "url": jenkins.url,
+                "username": jenkins.username,
+                "token": TOKEN,
+                "instance_guid": GUID,
+                "instance_name": "J",
+                "backfill_since": "all",
+            },
             # credentials inside the URL, and a path that does not exist: an error path
-            {"name": "urlcreds", "type": "jenkins", "url": f"http://x:{URL_PASSWORD}@{host}nope/",
-             "instance_guid": GUID, "instance_name": "J2", "timeout": 2},
+            {
+                "name": "urlcreds",
+                "type": "jenkins",
+                "url": f"http://x:{URL_PASSWORD}@{host}nope/",
+                "instance_guid": GUID,
+                "instance_name": "J2",
+                "timeout": 2,
+            },
         ]
         cfg = write_config(tmp_path / "c.toml", sei_url=sei.url, servers=servers, api_key=SEI_KEY)
 
@@ -60,8 +80,13 @@ def test_no_secret_anywhere(tmp_path: Path, capsys) -> None:
         run("once")
         run("check")
         run("register", "--integration-id", "1", "--name", "n")
-        bad_sei = write_config(tmp_path / "c2.toml", sei_url="http://127.0.0.1:9/x",
-                               servers=servers[:1], api_key=SEI_KEY, state="state2.db")
+        bad_sei = write_config(
+            tmp_path / "c2.toml",
+            sei_url="http://127.0.0.1:9/x",
+            servers=servers[:1],
+            api_key=SEI_KEY,
+            state="state2.db",
+        )
         outputs.append(str(main(["-c", str(bad_sei), "once"])))
         captured = capsys.readouterr()
         outputs.extend([captured.out, captured.err, dry.read_text()])

@@ -9,8 +9,19 @@ from poller.sei import BACKOFF_MAX, classify, guid_from, next_delay, parse_retry
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(200, "sent"), (202, "sent"), (400, "dead"), (404, "dead"), (422, "dead"), (401, "auth"),
-     (403, "auth"), (408, "retry"), (429, "retry"), (500, "retry"), (503, "retry")],
+    [
+        (200, "sent"),
+        (202, "sent"),
+        (400, "dead"),
+        (404, "dead"),
+        (422, "dead"),
+        (401, "auth"),
+        (403, "auth"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+    ],
 )
 def test_classify(status: int, kind: str) -> None:
     assert classify(status, {}, "body").kind == kind
@@ -38,9 +49,12 @@ def test_dead_letter_keeps_the_body() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ['"5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"', '{"id": "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"}',
-     '{"data": {"instance": {"guid": "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"}}}',
-     "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"],
+    [
+        '"5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"',
+        '{"id": "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"}',
+        '{"data": {"instance": {"guid": "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"}}}',
+        "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab",
+    ],
 )
 def test_guid_from_answer(body: str) -> None:
     assert guid_from(body) == "5f0c5a3e-1b2c-4d5e-8f90-1234567890ab"
