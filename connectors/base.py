@@ -31,10 +31,17 @@ class Connector(Protocol):
       the range it covered from those calls) and fetch expensive details (stages) only for
       builds it wants. Raise `poller.errors.ConnectorError` when the server fails.
     - `describe()`: version and identity for `sei-poller check` (raise on failure).
+    - `sequential`: True when a job's build numbers only grow (Jenkins, Buildbot): the core
+      keeps a low watermark and prunes the ledger below it. A time-cursored system whose
+      re-runs get numbers below the newest (GitHub: `run_number * 1000 + attempt`) sets it
+      False: `cursor.watermark` is then always None, the ledger alone says what was sent,
+      and the connector narrows its listing with `cursor.cursor`, which it moves by yielding
+      a `Checkpoint` (saved only when the scan completes, with the job's last outbox rows).
     """
 
     type: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
+    sequential: ClassVar[bool]
 
     def __init__(self, spec: ServerSpec) -> None: ...
 

@@ -80,6 +80,7 @@ class Settings(BaseModel):
 class JenkinsConnector:
     type: ClassVar[str] = "jenkins"
     Settings: ClassVar[type[BaseModel]] = Settings
+    sequential: ClassVar[bool] = True
 
     # The core may set this to observe each request (status or None, seconds): metrics.
     on_request: Callable[[int | None, float], None] | None = None

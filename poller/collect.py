@@ -21,7 +21,7 @@ from structlog.contextvars import bound_contextvars
 from poller.config import Server
 from poller.errors import ConnectorError
 from poller.globs import matches, selected
-from poller.model import Build, JobCursor, JobRef, Unfinished
+from poller.model import Build, Checkpoint, JobCursor, JobRef, Unfinished
 from poller.payload import to_sei
 from poller.state import JobState, JobUpdate, State
 from poller.timeparse import since_ms
@@ -149,13 +149,14 @@ class Collector:
         jobs whose history is already covered back to its bound (so a re-run resumes).
         """
         known = self.state.known_jobs(self.server.name)
+        sequential = getattr(self.connector, "sequential", True)
         todo = []
         for job in jobs:
             js = known.get(job.full_name)
             is_new = js is None or js.watermark is None
             if backfill and not _covered(js, bound):
                 todo.append((job, True))
-            elif is_new and job.last_build is None:
+            elif is_new and job.last_build is None and sequential:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
@@ -218,6 +219,7 @@ def _idle(job: JobRef, js: JobState | None) -> bool:
     """Nothing new and nothing running below the newest build: no request needed."""
     return (
         js is not None
+        and job.last_build is not None
         and job.last_build == js.last_build
         and job.last_completed == js.last_completed
         and js.watermark is not None
@@ -232,8 +234,10 @@ class _JobScan:
         self.c, self.job, self.backfill, self.bound = c, job, backfill, bound
         self.name = c.server.name
         js = c.state.job(self.name, job.full_name)
+        self.sequential = getattr(c.connector, "sequential", True)
         if (
-            js.watermark is not None
+            self.sequential
+            and js.watermark is not None
             and job.last_build is not None
             and job.last_build < js.watermark
         ):
@@ -247,7 +251,7 @@ class _JobScan:
             js = JobState()
         self.js = js
         self.is_new = js.watermark is None
-        stop_at = None if backfill else js.watermark
+        stop_at = None if backfill or not self.sequential else js.watermark
         self.cursor = JobCursor(
             watermark=stop_at,
             floor=js.floor,
@@ -257,12 +261,15 @@ class _JobScan:
         self.seen: set[int] = set()
         self.low: int | None = None
         self.running: list[int] = []
+        self.checkpoint = js.cursor
 
     def wanted(self, n: int) -> bool:
         self.seen.add(n)
         self.low = n if self.low is None else min(self.low, n)
         if n in self.js.ledger:
             return False
+        if not self.sequential:
+            return True  # numbers are keys, not a sequence: the ledger alone decides
         wm, floor = self.js.watermark, self.js.floor
         return not (wm is not None and n <= wm and (floor is None or n >= floor))
 
@@ -274,6 +281,9 @@ class _JobScan:
             if isinstance(item, Unfinished):
                 self.running.append(item.number)
                 self.seen.add(item.number)
+                continue
+            if isinstance(item, Checkpoint):
+                self.checkpoint = item.cursor
                 continue
             batch.append((item.number, _encode(item, self.c.server)))
             if len(batch) >= BATCH:
@@ -301,13 +311,26 @@ class _JobScan:
             floor = min(self.low, js.floor if js.floor is not None else self.low)
         else:
             floor = js.floor
+        if not self.sequential:
+            # The highest number seen, marking the job as known; nothing is pruned below it.
+            return JobUpdate(
+                max(top, js.watermark or 0),
+                floor,
+                job.last_build,
+                job.last_completed,
+                self.checkpoint,
+                None,
+                prune=False,
+            )
         if not self.is_new and not self.backfill:
             self._log_vanished(js.watermark or 0, watermark)
         covered = js.covered_ms
         if self.is_new or self.backfill:
             reached = self.bound or 0
             covered = reached if covered is None else min(covered, reached)
-        return JobUpdate(watermark, floor, job.last_build, job.last_completed, js.cursor, covered)
+        return JobUpdate(
+            watermark, floor, job.last_build, job.last_completed, self.checkpoint, covered
+        )
 
     def _log_vanished(self, old: int, new: int) -> None:
         if new - old > 10_000:

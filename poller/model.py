@@ -132,6 +132,13 @@ class Unfinished:
     number: int
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A time-cursored connector's new cursor for this job, saved when its scan completes."""
+
+    cursor: str
+
+
 @dataclass
 class JobCursor:
     """What the core remembers of one job, handed to the connector when it scans.

@@ -74,6 +74,7 @@ class JobUpdate:
     last_completed: int | None
     cursor: str | None = None
     covered_ms: int | None = None
+    prune: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ class State:
                 now,
             ],
         )
-        if u.watermark is not None:
+        if u.watermark is not None and u.prune:
             self.db.conn.execute(
                 "DELETE FROM ledger WHERE server = ? AND job = ? AND number <= ?",
                 [server, job, u.watermark],
