@@ -220,15 +220,15 @@ def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
         return _dry_run(cfg, servers, args, backfill, stop)
     state = State(cfg.state_path)
     metrics = _metrics(cfg, state)
-    sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(
-        state,
-        sender,
-        cfg.sei.concurrency,
-        stop=stop,
-        on_outcome=metrics.outcome if metrics else None,
-    )
     progress = Progress(enabled=backfill)
+
+    def observe(item: Any, outcome: Any) -> None:
+        progress.delivered(item, outcome)
+        if metrics is not None:
+            metrics.outcome(item, outcome)
+
+    sender = Sender.from_config(cfg.sei)
+    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop, on_outcome=observe)
     try:
         with _signals(stop):
             results, report = _poll_while_delivering(
@@ -275,7 +275,6 @@ def _poll_while_delivering(
         while collecting.is_set() and not stop.is_set():
             rep = deliverer.pass_once()
             delivered.sent += rep.sent
-            progress.update("delivered", rep.sent)
             if rep.auth_failed:
                 delivered.auth_failed = True
                 return
@@ -306,7 +305,6 @@ def _poll_while_delivering(
     if delivered.auth_failed or stop.is_set():
         return results, delivered
     final = deliverer.drain(cfg.sei.retry_window)
-    progress.update("delivered", final.sent)
     final.sent += delivered.sent
     return results, final
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
 import structlog
 
@@ -13,7 +14,10 @@ LOG_EVERY = 10.0  # seconds between progress log lines when stderr is not a term
 
 
 class Progress:
-    """Counts jobs scanned, builds found and delivered; safe to update from many threads."""
+    """Builds delivered of builds found (so the ETA means something), and jobs scanned.
+
+    Safe to update from the scanning threads and the delivery thread at once.
+    """
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -21,37 +25,36 @@ class Progress:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._last_log = self._started
-        self._bar = None
+        self._bar: Any = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=0, unit="job", desc="jobs scanned", dynamic_ncols=True, file=sys.stderr
+                total=0, unit="build", desc="delivered", dynamic_ncols=True, file=sys.stderr
             )
 
-    def update(self, kind: str, n: int) -> None:
+    def update(self, kind: str, n: int = 1) -> None:
         if not self.enabled or not n:
             return
         with self._lock:
             self.counts[kind] = self.counts.get(kind, 0) + n
-            if kind == "jobs" and self._bar is not None:
-                self._bar.total = self.counts["jobs"]
             self._render()
 
-    def _render(self) -> None:
-        elapsed = max(time.monotonic() - self._started, 1e-6)
+    def delivered(self, _item: Any, outcome: Any) -> None:
+        """A Deliverer outcome hook."""
+        if outcome.kind == "sent":
+            self.update("delivered")
+
+    def _render(self, force: bool = False) -> None:
         c = self.counts
         if self._bar is not None:
-            self._bar.n = c["scanned"]
-            self._bar.set_postfix(
-                found=c["found"],
-                delivered=c["delivered"],
-                rate=f"{c['delivered'] / elapsed:.0f}/s",
-                refresh=False,
-            )
+            self._bar.total = c["found"]
+            self._bar.n = c["delivered"]
+            self._bar.set_postfix_str(f"jobs scanned {c['scanned']}/{c['jobs']}", refresh=False)
             self._bar.refresh()
-        elif time.monotonic() - self._last_log >= LOG_EVERY:
+        elif force or time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
+            elapsed = max(time.monotonic() - self._started, 1e-6)
             log.info(
                 "backfill progress",
                 jobs=c["jobs"],
@@ -65,5 +68,4 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
         elif self.enabled and self.counts["jobs"]:
-            self._last_log = 0.0
-            self._render()
+            self._render(force=True)
