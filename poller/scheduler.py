@@ -40,6 +40,8 @@ class Daemon:
         self.connectors, self.stop = connectors, stop
         self.wake = threading.Event()
         self.running: dict[str, float] = {}
+        self.backfilling: set[str] = set()
+        self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max(4, 2 * len(cfg.servers) + 1))},
@@ -55,7 +57,11 @@ class Daemon:
         self.running[server.name] = time.monotonic()
         try:
             result = self._collector(server).poll(new_jobs="defer")
-            if result.new_jobs and not self.stop.is_set():
+            with self._lock:
+                start = bool(result.new_jobs) and server.name not in self.backfilling
+                if start:
+                    self.backfilling.add(server.name)
+            if start and not self.stop.is_set():
                 self.scheduler.add_job(
                     self.backfill,
                     id=f"backfill:{server.name}",
@@ -68,8 +74,13 @@ class Daemon:
             self.wake.set()
 
     def backfill(self, server: Server) -> None:
-        self._collector(server).poll(new_jobs="only")
-        self.wake.set()
+        """First sight of jobs, in its own job: the live polls go on meanwhile."""
+        try:
+            self._collector(server).poll(new_jobs="only")
+        finally:
+            with self._lock:
+                self.backfilling.discard(server.name)
+            self.wake.set()
 
     def healthy(self) -> bool:
         now = time.monotonic()

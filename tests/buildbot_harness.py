@@ -72,26 +72,42 @@ def ensure_installed() -> Path:
     venv = venv_dir()
     stamp_file = venv / ".sei-poller-stamp"
     with _locked(venv.with_name(venv.name + ".lock")):
-        if stamp_file.is_file() and stamp_file.read_text() == _stamp() and (
-            venv / "bin" / "buildbot"
-        ).exists():
+        if (
+            stamp_file.is_file()
+            and stamp_file.read_text() == _stamp()
+            and (venv / "bin" / "buildbot").exists()
+        ):
             return venv / "bin"
         if (venv / "bin").exists() and not (venv / "bin" / "python").exists():
             shutil.rmtree(venv)  # a half-created venv from an interrupted run
         steps = []
         if not (venv / "bin" / "python").exists():
             steps.append([sys.executable, "-m", "venv", str(venv)])
-        steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                      "--disable-pip-version-check", "-c", str(CONSTRAINTS), *PACKAGES])
+        steps.append(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-c",
+                str(CONSTRAINTS),
+                *PACKAGES,
+            ]
+        )
         for cmd in steps:
             try:
-                done = subprocess.run(cmd, capture_output=True, text=True,
-                                      timeout=INSTALL_TIMEOUT, check=False)
+                done = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise Unavailable(f"installing Buildbot failed: {exc}") from None
             if done.returncode != 0:
                 tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-                raise Unavailable(f"installing Buildbot into {venv} failed: {tail}")
+                raise Unavailable(
+                    f"installing Buildbot into {venv} failed (no network or no PyPI?): {tail}"
+                )
         stamp_file.write_text(_stamp())
     return venv / "bin"
 
@@ -218,7 +234,9 @@ MASTER_CFG = textwrap.dedent('''\
 class Buildbot:
     """One master and workers w1, w2 in `workdir`; `close()` stops what `start()` started."""
 
-    def __init__(self, bin_dir: Path, workdir: Path, *, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, bin_dir: Path, workdir: Path, *, auth: tuple[str, str] | None = None
+    ) -> None:
         self.bin = bin_dir
         self.workdir = workdir
         self.auth = auth
@@ -244,14 +262,25 @@ class Buildbot:
     # -- lifecycle ------------------------------------------------------------------------
 
     def _run(self, *cmd: str | Path) -> None:
-        subprocess.run([str(c) for c in cmd], check=True, env=self.env, timeout=120,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [str(c) for c in cmd],
+            check=True,
+            env=self.env,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def _spawn(self, name: str, *cmd: str | Path) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.out").open("ab")
         try:
-            return subprocess.Popen([str(c) for c in cmd], env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=self.workdir)
+            return subprocess.Popen(
+                [str(c) for c in cmd],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
         finally:
             log.close()
 
@@ -262,8 +291,14 @@ class Buildbot:
         self._run(self.bin / "buildbot", "create-master", "-r", master)
         (master / "master.cfg").write_text(MASTER_CFG)
         for name in WORKERS:
-            self._run(self.bin / "buildbot-worker", "create-worker", self.workdir / name,
-                      f"127.0.0.1:{self.pb_port}", name, WORKER_PASS)
+            self._run(
+                self.bin / "buildbot-worker",
+                "create-worker",
+                self.workdir / name,
+                f"127.0.0.1:{self.pb_port}",
+                name,
+                WORKER_PASS,
+            )
         self.master = self._spawn("master", self.bin / "buildbot", "start", "--nodaemon", master)
         for name in WORKERS:
             self.start_worker(name, wait=False)
@@ -271,8 +306,9 @@ class Buildbot:
         return self
 
     def start_worker(self, name: str, *, wait: bool = True) -> None:
-        self.workers[name] = self._spawn(name, self.bin / "buildbot-worker", "start",
-                                         "--nodaemon", self.workdir / name)
+        self.workers[name] = self._spawn(
+            name, self.bin / "buildbot-worker", "start", "--nodaemon", self.workdir / name
+        )
         if wait:
             self._wait_up([name], timeout=60)
 
@@ -285,8 +321,10 @@ class Buildbot:
         def connected() -> bool:
             for proc in [self.master, *self.workers.values()]:
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"a Buildbot process exited early; see {self.workdir}/*.out "
-                                       f"and {self.workdir}/master/twistd.log")
+                    raise RuntimeError(
+                        f"a Buildbot process exited early; see {self.workdir}/*.out "
+                        f"and {self.workdir}/master/twistd.log"
+                    )
             try:
                 if self.auth and not self.http.cookies:
                     self.login()
@@ -311,8 +349,9 @@ class Buildbot:
 
     def login(self) -> None:
         assert self.auth
-        resp = self.http.get(self.url + "auth/login", auth=self.auth, allow_redirects=False,
-                             timeout=10)
+        resp = self.http.get(
+            self.url + "auth/login", auth=self.auth, allow_redirects=False, timeout=10
+        )
         if resp.status_code not in (200, 302):
             raise RuntimeError(f"login failed: {resp.status_code}")
 
@@ -323,8 +362,11 @@ class Buildbot:
         return resp.json()
 
     def rpc(self, path: str, method: str, **params: Any) -> Any:
-        resp = self.http.post(self.url + "api/v2/" + path, timeout=10, json={
-            "jsonrpc": "2.0", "method": method, "id": 1, "params": params})
+        resp = self.http.post(
+            self.url + "api/v2/" + path,
+            timeout=10,
+            json={"jsonrpc": "2.0", "method": method, "id": 1, "params": params},
+        )
         if resp.status_code != 200 or "error" in resp.json():
             raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
         return resp.json()["result"]
@@ -333,21 +375,28 @@ class Buildbot:
         """Force one build; returns its build request id (the build's id is not known yet)."""
         params.setdefault("username", "tester <tester@example.invalid>")
         params.setdefault("reason", f"test {builder}")
-        _bsid, requests_by_builder = self.rpc("forceschedulers/force", "force",
-                                              builderNames=[builder], **params)
+        _bsid, requests_by_builder = self.rpc(
+            "forceschedulers/force", "force", builderNames=[builder], **params
+        )
         return int(next(iter(requests_by_builder.values())))
 
     def builds_of(self, brid: int) -> list[dict[str, Any]]:
         return list(self.get(f"buildrequests/{brid}/builds")["builds"])
 
     def running_build(self, brid: int, timeout: float = 30) -> dict[str, Any]:
-        return wait(lambda: next((b for b in self.builds_of(brid) if not b["complete"]), None),
-                    timeout, f"a running build for request {brid}")
+        return wait(
+            lambda: next((b for b in self.builds_of(brid) if not b["complete"]), None),
+            timeout,
+            f"a running build for request {brid}",
+        )
 
     def finished(self, brid: int, timeout: float = 60) -> list[dict[str, Any]]:
         """Wait until the request is complete; its builds (a RETRY leaves two)."""
-        wait(lambda: self.get(f"buildrequests/{brid}")["buildrequests"][0]["complete"],
-             timeout, f"build request {brid} to complete")
+        wait(
+            lambda: self.get(f"buildrequests/{brid}")["buildrequests"][0]["complete"],
+            timeout,
+            f"build request {brid} to complete",
+        )
         return self.builds_of(brid)
 
     def stop_build(self, buildid: int, reason: str) -> None:

@@ -67,8 +67,11 @@ class FakeMaster:
         if path == "/config":
             config = dict(self.config)
             if self.login:
-                config = load("auth_logged_in_config.json") if user else {
-                    **load("auth_logged_in_config.json"), "user": {"anonymous": True}}
+                config = (
+                    load("auth_logged_in_config.json")
+                    if user
+                    else {**load("auth_logged_in_config.json"), "user": {"anonymous": True}}
+                )
             return _json(config)
         if self.login and not user:
             return _json(load("auth_anonymous_get_builders.json")["body"], 403)
@@ -116,10 +119,14 @@ class FakeMaster:
         newest = max((b for b in self.builds if b["builderid"] == bid), key=lambda b: b["number"])
         build = copy.deepcopy(newest)
         started = newest["started_at"] + 10
-        build.update(buildid=max(b["buildid"] for b in self.builds) + 1,
-                     number=newest["number"] + 1, started_at=started, complete=complete,
-                     results=results if complete else None,
-                     complete_at=started + 5 if complete else None)
+        build.update(
+            buildid=max(b["buildid"] for b in self.builds) + 1,
+            number=newest["number"] + 1,
+            started_at=started,
+            complete=complete,
+            results=results if complete else None,
+            complete_at=started + 5 if complete else None,
+        )
         self.builds.append(build)
         return build
 
@@ -145,23 +152,33 @@ def _query(key: str, rows: list[dict], args: Any) -> dict[str, Any]:
         rows.sort(key=lambda r: r[order.lstrip("-")], reverse=order.startswith("-"))
     offset = int(args.get("offset", 0))
     limit = args.get("limit")
-    rows = rows[offset:offset + int(limit)] if limit else rows[offset:]
+    rows = rows[offset : offset + int(limit)] if limit else rows[offset:]
     wanted = args.getlist("property")
     for r in rows:
         if "properties" in r:
             props = r["properties"]
-            r["properties"] = props if "*" in wanted else {k: props[k] for k in wanted if k in props}
+            r["properties"] = (
+                props if "*" in wanted else {k: props[k] for k in wanted if k in props}
+            )
     if fields:
         rows = [{f: r[f] for f in fields if f in r} for r in rows]
     return {key: rows, "meta": {"total": len(rows)}}
 
 
 def _match(have: Any, op: str, raw: str) -> bool:
-    want: Any = raw == "true" if isinstance(have, bool) else int(raw) if isinstance(have, int) else raw
+    want: Any = (
+        raw == "true" if isinstance(have, bool) else int(raw) if isinstance(have, int) else raw
+    )
     if have is None:
         return op == "ne"
-    return {"eq": have == want, "ne": have != want, "gt": have > want, "ge": have >= want,
-            "lt": have < want, "le": have <= want}[op]
+    return {
+        "eq": have == want,
+        "ne": have != want,
+        "gt": have > want,
+        "ge": have >= want,
+        "lt": have < want,
+        "le": have <= want,
+    }[op]
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -180,8 +197,14 @@ def master(httpserver: HTTPServer) -> FakeMaster:
 
 def _connector(httpserver: HTTPServer, **kw: Any) -> Iterator[BuildbotConnector]:
     settings = Settings(**kw.pop("settings", {}))
-    spec = ServerSpec(name="bb", type="buildbot", url=httpserver.url_for("/"), settings=settings,
-                      max_concurrency=2, **kw)
+    spec = ServerSpec(
+        name="bb",
+        type="buildbot",
+        url=httpserver.url_for("/"),
+        settings=settings,
+        max_concurrency=2,
+        **kw,
+    )
     conn = BuildbotConnector(spec)
     try:
         yield conn
@@ -198,8 +221,12 @@ def _jobs(conn: BuildbotConnector) -> dict[str, JobRef]:
     return {j.full_name: j for j in conn.discover()}
 
 
-def _scan(conn: BuildbotConnector, job: str, cursor: JobCursor | None = None,
-          skip: frozenset[int] = frozenset()) -> tuple[list[Build | Unfinished], list[int]]:
+def _scan(
+    conn: BuildbotConnector,
+    job: str,
+    cursor: JobCursor | None = None,
+    skip: frozenset[int] = frozenset(),
+) -> tuple[list[Build | Unfinished], list[int]]:
     """Discover, scan one builder; returns what it yielded and the numbers `wanted` saw."""
     asked: list[int] = []
 
@@ -230,8 +257,9 @@ def _built(conn: BuildbotConnector, job: str) -> dict[int, Build]:
         ("slow", 3, "ABORTED"),  # the RETRY's re-run, stopped too
     ],
 )
-def test_each_result_code_maps_to_jenkins_vocabulary(bb: BuildbotConnector, job: str,
-                                                     number: int, result: str) -> None:
+def test_each_result_code_maps_to_jenkins_vocabulary(
+    bb: BuildbotConnector, job: str, number: int, result: str
+) -> None:
     assert _built(bb, job)[number].result == result
 
 
@@ -254,8 +282,9 @@ def test_steps_become_stages(bb: BuildbotConnector) -> None:
     build = _built(bb, "multi")[1]
     t0 = 1795667178_000
 
-    def stage(stepid: int, name: str, result: str, start: int, secs: int,
-              state: str = "FINISHED") -> Stage:
+    def stage(
+        stepid: int, name: str, result: str, start: int, secs: int, state: str = "FINISHED"
+    ) -> Stage:
         return Stage(str(stepid), name, name, result, state, t0 + start * 1000, secs * 1000)
 
     assert build.stages == (
@@ -310,8 +339,9 @@ def test_change_triggered_build(bb: BuildbotConnector) -> None:
     assert build.params == ()
 
 
-def test_got_revision_wins_over_requested_revision(bb: BuildbotConnector,
-                                                   master: FakeMaster) -> None:
+def test_got_revision_wins_over_requested_revision(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     build = master.add_build("ok", complete=True)
     build["properties"]["got_revision"] = ["a" * 40, "Git"]
     build["properties"]["revision"] = ["v1.2", "Build"]
@@ -330,16 +360,18 @@ def test_scheduled_build_is_system(bb: BuildbotConnector, master: FakeMaster) ->
     assert (got.user_id, got.triggers) == ("SYSTEM", (Cause("Scheduler", "nightly"),))
 
 
-def test_secret_looking_force_parameters_are_not_sent(bb: BuildbotConnector,
-                                                      master: FakeMaster) -> None:
+def test_secret_looking_force_parameters_are_not_sent(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     build = master.add_build("ok", complete=True)
     build["properties"]["deploy_token"] = ["s3cr3t", "Force Build Form"]
     build["properties"]["target"] = ["prod", "Force Build Form"]
     assert [p.name for p in _built(bb, "ok")[3].params] == ["target"]
 
 
-def test_owner_is_the_login_on_a_master_with_auth(bb: BuildbotConnector,
-                                                  master: FakeMaster) -> None:
+def test_owner_is_the_login_on_a_master_with_auth(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     recorded = load("auth_logged_in_builds_with_owner.json")["builds"][0]
     build = master.add_build("ok", complete=True)
     build["properties"]["owner"] = recorded["properties"]["owner"]
@@ -348,12 +380,18 @@ def test_owner_is_the_login_on_a_master_with_auth(bb: BuildbotConnector,
 
 def test_whole_payload(bb: BuildbotConnector) -> None:
     """One build end to end through the core's pure `to_sei`, compared whole."""
-    server = SimpleNamespace(instance_name="Buildbot", instance_guid=GUID, url=bb.base,
-                             cd_jobs=(), project_name="")
+    server = SimpleNamespace(
+        instance_name="Buildbot", instance_guid=GUID, url=bb.base, cd_jobs=(), project_name=""
+    )
     payload = to_sei(_built(bb, "multi")[1], server)
-    steps = [("3", "worker_preparation", "SUCCESS", 0, 1), ("7", "get-version", "SUCCESS", 1, 0),
-             ("10", "build", "SUCCESS", 1, 1), ("12", "lint", "FAILURE", 2, 0),
-             ("13", "deploy", "NOT_BUILT", 2, 0), ("15", "test", "SUCCESS", 2, 0)]
+    steps = [
+        ("3", "worker_preparation", "SUCCESS", 0, 1),
+        ("7", "get-version", "SUCCESS", 1, 0),
+        ("10", "build", "SUCCESS", 1, 1),
+        ("12", "lint", "FAILURE", 2, 0),
+        ("13", "deploy", "NOT_BUILT", 2, 0),
+        ("15", "test", "SUCCESS", 2, 0),
+    ]
     assert payload == {
         "pipeline": "multi",
         "job_full_name": "multi",
@@ -374,13 +412,21 @@ def test_whole_payload(bb: BuildbotConnector) -> None:
         "scm_commit_ids": ["3333333333333333333333333333333333333333"],
         "repo_url": "https://example.invalid/repo.git",
         "branch_name": "release/1.x",
-        "job_run": {"stages": [
-            {"id": sid, "displayName": name, "displayDescription": name, "result": result,
-             "state": "SKIPPED" if result == "NOT_BUILT" else "FINISHED",
-             "durationInMillis": secs * 1000,
-             "startTime": iso_time(1795667178000 + start * 1000), "steps": []}
-            for sid, name, result, start, secs in steps
-        ]},
+        "job_run": {
+            "stages": [
+                {
+                    "id": sid,
+                    "displayName": name,
+                    "displayDescription": name,
+                    "result": result,
+                    "state": "SKIPPED" if result == "NOT_BUILT" else "FINISHED",
+                    "durationInMillis": secs * 1000,
+                    "startTime": iso_time(1795667178000 + start * 1000),
+                    "steps": [],
+                }
+                for sid, name, result, start, secs in steps
+            ]
+        },
         "web_url": f"{bb.base}#/builders/1/builds/1",
     }
 
@@ -410,8 +456,9 @@ def test_out_of_order_completion(bb: BuildbotConnector, master: FakeMaster) -> N
     assert [(i.number, i.result) for i in items if isinstance(i, Build)] == [(2, "SUCCESS")]
 
 
-def test_watermark_is_exclusive_and_pages_stay_small(bb: BuildbotConnector,
-                                                     master: FakeMaster) -> None:
+def test_watermark_is_exclusive_and_pages_stay_small(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     for _ in range(5):
         master.add_build("ok", complete=True)
     master.paths.clear()
@@ -425,8 +472,9 @@ def test_watermark_is_exclusive_and_pages_stay_small(bb: BuildbotConnector,
     assert pages == ["/api/v2/builders/5/builds?order=-number&limit=5&offset=0&property=%2A"]
 
 
-def test_paging_through_a_long_history(bb: BuildbotConnector, master: FakeMaster,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paging_through_a_long_history(
+    bb: BuildbotConnector, master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(bbmod, "PAGE", 3)
     for _ in range(8):
         master.add_build("ok", complete=True)
@@ -450,8 +498,9 @@ def test_builder_gone_since_discovery(bb: BuildbotConnector) -> None:
 # -- discovery ----------------------------------------------------------------------------------
 
 
-def test_discover_reports_newest_and_newest_finished(bb: BuildbotConnector,
-                                                     master: FakeMaster) -> None:
+def test_discover_reports_newest_and_newest_finished(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     master.add_build("multi", complete=False)
     jobs = _jobs(bb)
     summary = {n: (j.last_build, j.last_completed, j.pipeline, j.url) for n, j in jobs.items()}
@@ -464,8 +513,9 @@ def test_discover_reports_newest_and_newest_finished(bb: BuildbotConnector,
     }
 
 
-def test_idle_poll_costs_three_requests_and_follows_changes(bb: BuildbotConnector,
-                                                            master: FakeMaster) -> None:
+def test_idle_poll_costs_three_requests_and_follows_changes(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
     _jobs(bb)
     master.paths.clear()
     _jobs(bb)
@@ -479,8 +529,9 @@ def test_idle_poll_costs_three_requests_and_follows_changes(bb: BuildbotConnecto
     assert (jobs["fail"].last_build, jobs["fail"].last_completed) == (2, 2)
 
 
-def test_first_poll_of_a_long_history(bb: BuildbotConnector, master: FakeMaster,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_first_poll_of_a_long_history(
+    bb: BuildbotConnector, master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Builders not among the newest builds cost one query each (two if one is running)."""
     monkeypatch.setattr(bbmod, "RECENT", 3)  # the 3 newest: slow #3, slow #2, multi #2
     master.add_build("ok", complete=False)  # now ok #3 running, slow #3, slow #2
@@ -515,8 +566,7 @@ def test_login_then_cookie(httpserver: HTTPServer, guarded: FakeMaster) -> None:
         assert guarded.logins == 2
 
 
-def test_basic_auth_goes_to_the_login_url_only(httpserver: HTTPServer,
-                                               guarded: FakeMaster) -> None:
+def test_basic_auth_goes_to_the_login_url_only(httpserver: HTTPServer, guarded: FakeMaster) -> None:
     seen: list[tuple[str, bool]] = []
     handler = guarded.__call__
 
@@ -539,8 +589,9 @@ def test_wrong_password(httpserver: HTTPServer, guarded: FakeMaster) -> None:
         assert "nope" not in str(err.value)
 
 
-def test_anonymous_on_a_master_that_needs_login(httpserver: HTTPServer,
-                                                guarded: FakeMaster) -> None:
+def test_anonymous_on_a_master_that_needs_login(
+    httpserver: HTTPServer, guarded: FakeMaster
+) -> None:
     for conn in _connector(httpserver):
         with pytest.raises(ConnectorError, match="needs username and password") as err:
             list(conn.discover())
@@ -550,7 +601,8 @@ def test_anonymous_on_a_master_that_needs_login(httpserver: HTTPServer,
 
 def test_redirects_are_refused_not_followed(httpserver: HTTPServer) -> None:
     httpserver.expect_request(ANY_PATH).respond_with_response(
-        Response("", 301, headers={"Location": "https://elsewhere.example/api/v2/builders"}))
+        Response("", 301, headers={"Location": "https://elsewhere.example/api/v2/builders"})
+    )
     for conn in _connector(httpserver):
         with pytest.raises(ConnectorError, match="redirect to https://elsewhere.example"):
             list(conn.discover())
@@ -598,6 +650,11 @@ def test_registered_under_its_type() -> None:
 
 def test_imports_nothing_of_the_core_but_model_and_errors() -> None:
     tree = ast.parse(Path(bbmod.__file__).read_text())
-    ours = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-            and n.module and n.module.split(".")[0] in ("poller", "connectors")}
+    ours = {
+        n.module
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom)
+        and n.module
+        and n.module.split(".")[0] in ("poller", "connectors")
+    }
     assert ours <= {"poller.model", "poller.errors", "connectors.throttle"}

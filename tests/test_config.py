@@ -111,6 +111,13 @@ def test_explicit_url_overrides_environment(cfgdir: Path) -> None:
             "servers[0] (main).url: Input should be a valid string",
         ),
         (lambda t: t.replace("[[servers]]", "[sei2]\nx=1\n[[servers]]"), "sei2: unknown key"),
+        (
+            lambda t: t.replace(
+                'instance_name = "Jenkins-1"', 'instance_name = "J"\nverify_tls = "/no/such/ca.pem"'
+            ),
+            "servers[0] (main).verify_tls: CA bundle '/no/such/ca.pem' is not a readable file",
+        ),
+        (lambda t: t.replace('environment = "prod2"', 'environment = "prod9"'), "sei.environment"),
     ],
 )
 def test_mistakes_exit_2_naming_the_key(

@@ -130,3 +130,28 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in the scrape")
+
+
+def test_long_first_sight_backfill_never_delays_live_polls(tmp_path: Path) -> None:
+    with FakeJenkins() as jenkins, FakeSei() as sei:
+        jenkins.add_build("live", 1, timestamp=T0, duration=10)
+        e = Env(jenkins, sei, tmp_path, tmp_path / "config.toml")
+        e.write(poll_interval=1, max_concurrency=2)
+        assert e.once() == 0  # `live` is known from now on
+        for n in range(1, 401):
+            jenkins.add_build("huge", n, timestamp=T0 + n, duration=10)
+        jenkins.delay(r"/job/huge/api/json", 1.5)  # every page of its history is slow
+        proc = _start(e)
+        try:
+            time.sleep(2.5)  # the daemon has found `huge` and is backfilling it
+            jenkins.add_build("live", 2, timestamp=T0 + 5, duration=10)
+            added = time.monotonic()
+            assert _wait(lambda: ("live", 2) in e.runs(), timeout=10)
+            latency = time.monotonic() - added
+            assert len(e.sent_numbers("huge")) < 400, "backfill already done: proves nothing"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stopping = time.monotonic()
+            code = proc.wait(15)
+        assert latency < 4.0, latency
+        assert code == 0 and time.monotonic() - stopping < 10  # even mid-backfill

@@ -264,7 +264,9 @@ def test_exact_payloads_for_each_shape(env: Env) -> None:
     assert nightly["trigger_chain"] == [{"id": "unknown", "type": "TimerTriggerCause"}]
     assert len(runs) == 4
     # The git plugin's buildsByBranchName is never asked for: no `*` in any tree.
-    assert not [r for r in env.jenkins.requests if "*" in str(r.raw_query)]
+    trees = [r.query.get("tree", "") for r in env.jenkins.requests]
+    assert any("actions[" in t for t in trees)
+    assert not [t for t in trees if "*" in t or "buildsByBranchName" in t]
 
 
 def test_idle_poll_costs_only_discovery(env: Env) -> None:
@@ -399,7 +401,7 @@ def test_many_builds_are_paged_past_the_hundred_builds_holds(env: Env) -> None:
         j.add_build("long", n, timestamp=T0 + n, duration=10)
     assert env.once() == 0
     assert env.sent_numbers("long") == list(range(1, 251))
-    queries = [r.raw_query for r in j.requests if "/job/long/api/json" in r.path]
+    queries = [r.query.get("tree", "") for r in j.requests if "/job/long/api/json" in r.path]
     assert len(queries) == 3
     assert any("allBuilds" in q for q in queries)
 
@@ -418,3 +420,16 @@ def test_bad_credentials_fail_the_server_not_the_run(env: Env) -> None:
     env.jenkins.add_build("x", 1, timestamp=T0, duration=10)
     assert env.once() == 1
     assert env.runs() == {}
+
+
+def test_large_folders_are_listed_in_pages(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.jenkins
+
+    monkeypatch.setattr(connectors.jenkins, "JOBS_PAGE", 3)
+    for k in range(7):
+        env.jenkins.add_build(f"wide/job{k}", 1, timestamp=T0, duration=10)
+    assert env.once() == 0
+    assert len(env.runs()) == 7
+    listing = [r for r in env.jenkins.requests if r.path.endswith("/job/wide/api/json")]
+    pages = [r for r in listing if r.query.get("tree", "").startswith("jobs[")]
+    assert len(pages) == 3  # {0,3} {3,6} {6,9}
