@@ -285,7 +285,12 @@ def _poll_while_delivering(
     courier.start()
 
     def poll_one(server: Server) -> None:
-        connector = _connector(server, metrics)
+        try:
+            connector = _connector(server, metrics)
+        except Exception as exc:  # a connector that cannot even start fails its server only
+            log.error("connector failed to start", server=server.name, error=repr(exc))
+            results.append(PollResult(server.name, error=repr(exc)))
+            return
         try:
             collector = Collector(
                 server, connector, state, stop=stop, progress=progress.update, metrics=metrics

@@ -21,6 +21,7 @@ from structlog.contextvars import bound_contextvars
 from poller.config import Server
 from poller.errors import ConnectorError
 from poller.globs import matches, selected
+from poller.logs import REDACTOR
 from poller.model import Build, Checkpoint, JobCursor, JobRef, Unfinished
 from poller.payload import to_sei
 from poller.state import JobState, JobUpdate, State
@@ -110,6 +111,11 @@ class Collector:
                 log.error("discovery failed; will retry next poll", error=str(exc), url=exc.url)
                 self._polled(result, started)
                 return result
+            except Exception as exc:  # a connector bug must not take the poller down
+                result.error = repr(exc)
+                log.exception("discovery crashed; will retry next poll", error=repr(exc))
+                self._polled(result, started)
+                return result
             result.jobs = len(jobs)
             self.progress("jobs", len(jobs))
             bound = since_ms(since if since is not None else self.server.config.backfill_since)
@@ -194,18 +200,18 @@ class Collector:
             except Stopped:
                 return 0
             except ConnectorError as exc:
+                error = str(exc)
                 log.error(
                     "job scan failed; watermark kept, retried next poll",
-                    error=str(exc),
+                    error=error,
                     url=exc.url,
                     status=exc.status,
                 )
             except Exception as exc:
-                log.exception(
-                    "job scan crashed; watermark kept, retried next poll", error=repr(exc)
-                )
+                error = repr(exc)
+                log.exception("job scan crashed; watermark kept, retried next poll", error=error)
             if isinstance(self.sink, State):
-                self.state.job_failed(self.server.name, job.full_name, "scan failed")
+                self.state.job_failed(self.server.name, job.full_name, REDACTOR.scrub(error))
             return None
 
 

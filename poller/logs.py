@@ -70,6 +70,18 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+class _ToStructlog(logging.Handler):
+    """Libraries (APScheduler, urllib3) log through stdlib logging: same pipeline, redacted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(record.name)
+        event = record.getMessage()
+        if record.exc_info:
+            logger.log(record.levelno, event, logger=record.name, exc_info=record.exc_info)
+        else:
+            logger.log(record.levelno, event, logger=record.name)
+
+
 def configure(level: str = "info", fmt: str | None = None, stream: Any = None) -> None:
     """Configure structlog for the process; `fmt` None picks by whether stderr is a tty."""
     stream = stream or _CurrentStderr()
@@ -97,3 +109,6 @@ def configure(level: str = "info", fmt: str | None = None, stream: Any = None) -
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStructlog()]
+    root.setLevel(logging.WARNING)
