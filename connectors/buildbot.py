@@ -87,6 +87,8 @@ class BuildbotConnector:
 
     type: ClassVar[str] = "buildbot"
     Settings: ClassVar[type[BaseModel]] = Settings
+    # Build numbers only grow per builder: the core keeps a low watermark (connectors/base.py).
+    sequential: ClassVar[bool] = True
 
     # The core may set this to observe each request (status or None, seconds): metrics.
     on_request: Callable[[int | None, float], None] | None = None

@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sei-poller: interrupted", file=sys.stderr)
         return FAILED
+    except Exception as exc:  # a bug: one line for the operator, the traceback in debug logs
+        log.debug("internal error", exc_info=True)
+        message = logs.REDACTOR.scrub(f"{type(exc).__name__}: {exc}")
+        print(
+            f"sei-poller: internal error: {message} (--log-level debug shows more)", file=sys.stderr
+        )
+        return FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
