@@ -9,28 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, TextIO
 
 import structlog
 
-from poller import __version__, logs
-from poller.collect import Collector, PollResult
-from poller.config import Config, Server, load
-from poller.deliver import Deliverer, Report
+from poller import __version__, logs, wiring
+from poller.config import Server
+from poller.deliver import Deliverer
 from poller.errors import ConfigError, SeiPollerError
-from poller.metrics import Metrics
-from poller.progress import Progress
-from poller.registry import connector_class
+from poller.oneshot import collect_and_deliver
 from poller.sei import Sender
-from poller.state import JobUpdate, State
+from poller.state import State
+from poller.status import print_table
 
 log = structlog.get_logger()
 OK, FAILED, USAGE = 0, 1, 2
@@ -122,90 +114,8 @@ def _dry_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="with --dry-run: write to this file instead of stdout")
 
 
-# -- plumbing -----------------------------------------------------------------------------
-
-
-def _config(args: argparse.Namespace) -> Config:
-    cfg = load(args.config)
-    logs.REDACTOR.update(cfg.secrets)
-    return cfg
-
-
-def _connector(server: Server, metrics: Metrics | None = None) -> Any:
-    connector = connector_class(server.config.type)(server.spec)
-    if metrics is not None and hasattr(connector, "on_request"):
-        connector.on_request = metrics.ci_hook(server.name)
-    return connector
-
-
-def _metrics(cfg: Config, state: State) -> Metrics | None:
-    """Serve Prometheus metrics when `[metrics] listen` is set."""
-    if not cfg.metrics.listen:
-        return None
-    metrics = Metrics()
-    metrics.watch_state(state)
-    metrics.serve(cfg.metrics.listen)
-    log.info("metrics served", listen=cfg.metrics.listen)
-    return metrics
-
-
-def _servers(cfg: Config, name: str | None) -> tuple[Server, ...]:
-    return (cfg.server(name),) if name else cfg.servers
-
-
-@contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT ask for a clean stop; a second SIGINT interrupts at once."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.warning("signal received; stopping cleanly", signal=signal.Signals(signum).name)
-        stop.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-class JsonLines:
-    """The `--dry-run` sink: payloads to a stream, nothing to the database."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-
-    def enqueue(self, server: str, job: str, items: Any, update: JobUpdate | None = None) -> int:
-        rows = list(items)
-        with self.lock:
-            for _, payload in rows:
-                self.out.write(payload + "\n")
-            self.out.flush()
-        return len(rows)
-
-
-@contextmanager
-def _dry_state(cfg: Config) -> Iterator[State]:
-    """Read what is known without creating or changing the real database."""
-    if cfg.state_path.exists():
-        state = State(cfg.state_path)
-        yield state
-        state.close()
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        state = State(Path(tmp) / "dry-run.db")
-        yield state
-        state.close()
-
-
-# -- commands -----------------------------------------------------------------------------
-
-
 def cmd_once(args: argparse.Namespace) -> int:
-    return _collect_and_deliver(args, backfill=False)
+    return collect_and_deliver(args, backfill=False)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -216,166 +126,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             parse_since(args.since)
         except ValueError as exc:
             raise ConfigError(str(exc), where="--since") from None
-    return _collect_and_deliver(args, backfill=True)
-
-
-def _collect_and_deliver(args: argparse.Namespace, *, backfill: bool) -> int:
-    cfg = _config(args)
-    servers = _servers(cfg, args.server)
-    stop = threading.Event()
-    if args.dry_run:
-        return _dry_run(cfg, servers, args, backfill, stop)
-    state = State(cfg.state_path)
-    metrics = _metrics(cfg, state)
-    progress = Progress(enabled=backfill)
-
-    def observe(item: Any, outcome: Any) -> None:
-        progress.delivered(item, outcome)
-        if metrics is not None:
-            metrics.outcome(item, outcome)
-
-    sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop, on_outcome=observe)
-    try:
-        with _signals(stop):
-            results, report = _poll_while_delivering(
-                cfg,
-                servers,
-                state,
-                deliverer,
-                stop,
-                progress,
-                metrics,
-                backfill=backfill,
-                since=getattr(args, "since", None),
-                job_glob=getattr(args, "job", None),
-            )
-    finally:
-        progress.close()
-        deliverer.close()
-        sender.close()
-        counts = state.counts()
-        state.close()
-    return _summarize(results, report, counts, stop)
-
-
-def _poll_while_delivering(
-    cfg: Config,
-    servers: tuple[Server, ...],
-    state: State,
-    deliverer: Deliverer,
-    stop: threading.Event,
-    progress: Progress,
-    metrics: Metrics | None,
-    *,
-    backfill: bool,
-    since: str | None,
-    job_glob: str | None,
-) -> tuple[list[PollResult], Report]:
-    """Deliver while the servers are read, so a long backfill streams instead of piling up."""
-    collecting = threading.Event()
-    collecting.set()
-    results: list[PollResult] = []
-    delivered = Report()
-
-    def deliver_meanwhile() -> None:
-        while collecting.is_set() and not stop.is_set():
-            rep = deliverer.pass_once()
-            delivered.sent += rep.sent
-            if rep.auth_failed:
-                delivered.auth_failed = True
-                return
-            if not rep.sent:
-                time.sleep(0.1)
-
-    courier = threading.Thread(target=deliver_meanwhile, name="deliver", daemon=True)
-    courier.start()
-
-    def poll_one(server: Server) -> None:
-        try:
-            connector = _connector(server, metrics)
-        except Exception as exc:  # a connector that cannot even start fails its server only
-            log.error("connector failed to start", server=server.name, error=repr(exc))
-            results.append(PollResult(server.name, error=repr(exc)))
-            return
-        try:
-            collector = Collector(
-                server, connector, state, stop=stop, progress=progress.update, metrics=metrics
-            )
-            results.append(collector.poll(backfill=backfill, since=since, job_glob=job_glob))
-        finally:
-            connector.close()
-
-    pollers = [threading.Thread(target=poll_one, args=(s,), name=f"poll-{s.name}") for s in servers]
-    for t in pollers:
-        t.start()
-    for t in pollers:
-        while t.is_alive():
-            t.join(0.2)
-    collecting.clear()
-    courier.join()
-    if delivered.auth_failed or stop.is_set():
-        return results, delivered
-    final = deliverer.drain(cfg.sei.retry_window)
-    final.sent += delivered.sent
-    return results, final
-
-
-def _summarize(
-    results: list[PollResult], report: Report, counts: dict[str, int], stop: threading.Event
-) -> int:
-    failed = [r for r in results if not r.ok]
-    log.info(
-        "run finished",
-        enqueued=sum(r.enqueued for r in results),
-        sent=report.sent,
-        dead_lettered=report.dead,
-        pending=counts["pending"],
-        servers_failed=[r.server for r in failed],
-    )
-    if stop.is_set():
-        log.warning("interrupted; run again to resume where this run stopped")
-    if failed or report.dead or report.auth_failed or counts["pending"] or stop.is_set():
-        return FAILED
-    return OK
-
-
-def _dry_run(
-    cfg: Config,
-    servers: tuple[Server, ...],
-    args: argparse.Namespace,
-    backfill: bool,
-    stop: threading.Event,
-) -> int:
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-    failed = False
-    try:
-        with _dry_state(cfg) as state, _signals(stop):
-            sink = JsonLines(out)
-            for server in servers:
-                connector = _connector(server)
-                try:
-                    result = Collector(server, connector, state, sink=sink, stop=stop).poll(
-                        backfill=backfill,
-                        since=getattr(args, "since", None),
-                        job_glob=getattr(args, "job", None),
-                    )
-                finally:
-                    connector.close()
-                failed |= not result.ok
-    finally:
-        if args.output:
-            out.close()
-    return FAILED if failed or stop.is_set() else OK
+    return collect_and_deliver(args, backfill=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from poller.scheduler import Daemon
 
-    cfg = _config(args)
+    cfg = wiring.config(args.config)
     state = State(cfg.state_path)
     stop = threading.Event()
-    metrics = _metrics(cfg, state)
+    metrics = wiring.metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
     deliverer = Deliverer(
         state,
@@ -384,8 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop=stop,
         on_outcome=metrics.outcome if metrics else None,
     )
-    connectors = {s.name: _connector(s, metrics) for s in cfg.servers}
-    with _signals(stop):
+    connectors = {s.name: wiring.connector(s, metrics) for s in cfg.servers}
+    with wiring.signals(stop):
         code = Daemon(cfg, state, deliverer, connectors, stop, metrics).run()
     state.close()
     if any(
@@ -401,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = wiring.config(args.config)
     if not cfg.state_path.exists():
         raise SeiPollerError(f"no state database yet at {cfg.state_path} (nothing has run)")
     state = State(cfg.state_path)
@@ -425,63 +185,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
         return OK
-    _print_status(data, counts, oldest, now)
+    print_table(data, counts, oldest, now)
     return OK
-
-
-def _age(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "-"
-    secs = int(now - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
-
-
-def _print_status(
-    data: dict[str, Any], counts: dict[str, int], oldest: float | None, now: float
-) -> None:
-    rows = [("SERVER / JOB", "WATERMARK", "PENDING", "SENT", "DEAD", "OLDEST PENDING", "LAST")]
-    for name, srv in sorted(data.items()):
-        outcome = srv.get("last_outcome") or "-"
-        err = f" ({srv['last_error']})" if srv.get("last_error") else ""
-        rows.append(
-            (
-                name,
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"poll {outcome} {_age(srv.get('last_poll_at'), now)} ago{err}",
-            )
-        )
-        for job, j in sorted(srv["jobs"].items()):
-            rows.append(
-                (
-                    f"  {job}",
-                    str(j["watermark"] if j["watermark"] is not None else "-"),
-                    str(j["pending"]),
-                    str(j["sent"]),
-                    str(j["dead"]),
-                    _age(j["oldest_pending_at"], now),
-                    j["last_error"] or "",
-                )
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6])
-    print(
-        f"\ntotal: {counts['pending']} pending, {counts['sent']} sent, {counts['dead']} dead;"
-        f" oldest pending {_age(oldest, now)}"
-    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from poller.registry import origin
 
-    cfg = _config(args)
+    cfg = wiring.config(args.config)
     rows: list[tuple[str, str, str]] = [("config", "ok", str(cfg.path))]
     for server in cfg.servers:
         rows.append(_check_server(server, origin(server.config.type)))
@@ -504,7 +215,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_server(server: Server, provider: str) -> tuple[str, str, str]:
     try:
-        connector = _connector(server)
+        connector = wiring.connector(server)
         try:
             info = connector.describe()
             jobs = sum(1 for _ in connector.discover())
@@ -523,7 +234,7 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, str]:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = wiring.config(args.config)
     if args.server:
         cfg.server(args.server)
     state = State(cfg.state_path)
@@ -545,7 +256,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = wiring.config(args.config)
     sender = Sender.from_config(cfg.sei)
     try:
         outcome, guid = sender.register(args.integration_id, args.name, args.type)
@@ -570,7 +281,4 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from poller.demo import run_demo
 
-    return run_demo(args, _collect_and_deliver, cmd_status)
-
-
-Command = Callable[[argparse.Namespace], int]
+    return run_demo(args, collect_and_deliver, cmd_status)

@@ -28,6 +28,12 @@ class Report:
     dead: int = 0
     auth_failed: bool = False
 
+    def add(self, other: Report) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.dead += other.dead
+        self.auth_failed |= other.auth_failed
+
 
 class Deliverer:
     def __init__(
@@ -117,13 +123,10 @@ class Deliverer:
         last_progress = time.time()
         while not self.stop.is_set():
             rep = self.pass_once()
-            total.sent += rep.sent
-            total.retried += rep.retried
-            total.dead += rep.dead
+            total.add(rep)
             if rep.sent:
                 last_progress = time.time()
             if rep.auth_failed:
-                total.auth_failed = True
                 return total
             nxt = self.state.next_due_at()
             if nxt is None:

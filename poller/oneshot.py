@@ -1,0 +1,209 @@
+"""`once` and `backfill`: read every server while delivering, then drain the outbox.
+
+Delivery runs while the servers are read, so a long backfill streams out instead of piling
+up; `--dry-run` writes the payloads instead and changes no state.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from poller import wiring
+from poller.collect import Collector, PollResult
+from poller.config import Config, Server
+from poller.deliver import Deliverer, Report
+from poller.metrics import Metrics
+from poller.progress import Progress
+from poller.sei import Sender
+from poller.state import JobUpdate, State
+
+log = structlog.get_logger()
+OK, FAILED = 0, 1
+
+
+class JsonLines:
+    """The `--dry-run` sink: payloads to a stream, nothing to the database."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+
+    def enqueue(self, server: str, job: str, items: Any, update: JobUpdate | None = None) -> int:
+        rows = list(items)
+        with self.lock:
+            for _, payload in rows:
+                self.out.write(payload + "\n")
+            self.out.flush()
+        return len(rows)
+
+
+@contextmanager
+def _dry_state(cfg: Config) -> Iterator[State]:
+    """Read what is known without creating or changing the real database."""
+    if cfg.state_path.exists():
+        state = State(cfg.state_path)
+        yield state
+        state.close()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        state = State(Path(tmp) / "dry-run.db")
+        yield state
+        state.close()
+
+
+def collect_and_deliver(args: Any, *, backfill: bool) -> int:
+    """`args`: config, server, dry_run, output, and for backfill since and job."""
+    cfg = wiring.config(args.config)
+    servers = wiring.servers(cfg, args.server)
+    stop = threading.Event()
+    if args.dry_run:
+        return _dry_run(cfg, servers, args, backfill, stop)
+    state = State(cfg.state_path)
+    metrics = wiring.metrics(cfg, state)
+    progress = Progress(enabled=backfill)
+
+    def observe(item: Any, outcome: Any) -> None:
+        progress.delivered(item, outcome)
+        if metrics is not None:
+            metrics.outcome(item, outcome)
+
+    sender = Sender.from_config(cfg.sei)
+    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop, on_outcome=observe)
+    try:
+        with wiring.signals(stop):
+            results, report = _poll_while_delivering(
+                cfg,
+                servers,
+                state,
+                deliverer,
+                stop,
+                progress,
+                metrics,
+                backfill=backfill,
+                since=getattr(args, "since", None),
+                job_glob=getattr(args, "job", None),
+            )
+    finally:
+        progress.close()
+        deliverer.close()
+        sender.close()
+        counts = state.counts()
+        state.close()
+    return _summarize(results, report, counts, stop)
+
+
+def _poll_while_delivering(
+    cfg: Config,
+    servers: tuple[Server, ...],
+    state: State,
+    deliverer: Deliverer,
+    stop: threading.Event,
+    progress: Progress,
+    metrics: Metrics | None,
+    *,
+    backfill: bool,
+    since: str | None,
+    job_glob: str | None,
+) -> tuple[list[PollResult], Report]:
+    """Deliver while the servers are read, so a long backfill streams instead of piling up."""
+    collecting = threading.Event()
+    collecting.set()
+    results: list[PollResult] = []
+    delivered = Report()
+
+    def deliver_meanwhile() -> None:
+        while collecting.is_set() and not stop.is_set():
+            rep = deliverer.pass_once()
+            delivered.add(rep)
+            if rep.auth_failed:
+                return
+            if not rep.sent:
+                time.sleep(0.1)
+
+    courier = threading.Thread(target=deliver_meanwhile, name="deliver", daemon=True)
+    courier.start()
+
+    def poll_one(server: Server) -> None:
+        try:
+            connector = wiring.connector(server, metrics)
+        except Exception as exc:  # a connector that cannot even start fails its server only
+            log.error("connector failed to start", server=server.name, error=repr(exc))
+            results.append(PollResult(server.name, error=repr(exc)))
+            return
+        try:
+            collector = Collector(
+                server, connector, state, stop=stop, progress=progress.update, metrics=metrics
+            )
+            results.append(collector.poll(backfill=backfill, since=since, job_glob=job_glob))
+        finally:
+            connector.close()
+
+    pollers = [threading.Thread(target=poll_one, args=(s,), name=f"poll-{s.name}") for s in servers]
+    for t in pollers:
+        t.start()
+    for t in pollers:
+        while t.is_alive():
+            t.join(0.2)
+    collecting.clear()
+    courier.join()
+    if delivered.auth_failed or stop.is_set():
+        return results, delivered
+    delivered.add(deliverer.drain(cfg.sei.retry_window))
+    return results, delivered
+
+
+def _summarize(
+    results: list[PollResult], report: Report, counts: dict[str, int], stop: threading.Event
+) -> int:
+    failed = [r for r in results if not r.ok]
+    log.info(
+        "run finished",
+        enqueued=sum(r.enqueued for r in results),
+        sent=report.sent,
+        dead_lettered=report.dead,
+        pending=counts["pending"],
+        servers_failed=[r.server for r in failed],
+    )
+    if stop.is_set():
+        log.warning("interrupted; run again to resume where this run stopped")
+    if failed or report.dead or report.auth_failed or counts["pending"] or stop.is_set():
+        return FAILED
+    return OK
+
+
+def _dry_run(
+    cfg: Config,
+    servers: tuple[Server, ...],
+    args: Any,
+    backfill: bool,
+    stop: threading.Event,
+) -> int:
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    failed = False
+    try:
+        with _dry_state(cfg) as state, wiring.signals(stop):
+            sink = JsonLines(out)
+            for server in servers:
+                connector = wiring.connector(server)
+                try:
+                    result = Collector(server, connector, state, sink=sink, stop=stop).poll(
+                        backfill=backfill,
+                        since=getattr(args, "since", None),
+                        job_glob=getattr(args, "job", None),
+                    )
+                finally:
+                    connector.close()
+                failed |= not result.ok
+    finally:
+        if args.output:
+            out.close()
+    return FAILED if failed or stop.is_set() else OK

@@ -1,0 +1,70 @@
+"""Turning a validated config into working parts: connectors, metrics, signal handling.
+
+Shared by every command, so each command reads as what it does, not how it is assembled.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from poller import logs
+from poller.config import Config, Server, load
+from poller.metrics import Metrics
+from poller.registry import connector_class
+from poller.state import State
+
+log = structlog.get_logger()
+
+
+def config(path: str | None) -> Config:
+    """Load the config and teach the log redactor its secrets before anything can log."""
+    cfg = load(path)
+    logs.REDACTOR.update(cfg.secrets)
+    return cfg
+
+
+def connector(server: Server, metrics: Metrics | None = None) -> Any:
+    """The server's connector, its requests observed by the metrics when they are on."""
+    instance = connector_class(server.config.type)(server.spec)
+    if metrics is not None and hasattr(instance, "on_request"):
+        instance.on_request = metrics.ci_hook(server.name)
+    return instance
+
+
+def metrics(cfg: Config, state: State) -> Metrics | None:
+    """Serve Prometheus metrics when `[metrics] listen` is set."""
+    if not cfg.metrics.listen:
+        return None
+    registry = Metrics()
+    registry.watch_state(state)
+    registry.serve(cfg.metrics.listen)
+    log.info("metrics served", listen=cfg.metrics.listen)
+    return registry
+
+
+def servers(cfg: Config, name: str | None) -> tuple[Server, ...]:
+    return (cfg.server(name),) if name else cfg.servers
+
+
+@contextmanager
+def signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask for a clean stop; a second SIGINT interrupts at once."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.warning("signal received; stopping cleanly", signal=signal.Signals(signum).name)
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
