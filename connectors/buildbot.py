@@ -286,10 +286,16 @@ class BuildbotConnector:
 
     def _refresh(self, ids: dict[str, int]) -> None:
         with self._known.lock:
-            if self._known.mark is None:
-                self._bootstrap(ids)
-            else:
+            if self._known.mark is not None:
                 self._advance()
+                return
+            try:
+                self._bootstrap(ids)
+            except BaseException:
+                # Half a picture would read as "never built" for the builders not reached
+                # yet, and they would never be scanned: start over on the next poll.
+                self._known.reset()
+                raise
 
     def _bootstrap(self, ids: dict[str, int]) -> None:
         """First poll: the newest builds overall, then one query per builder not among them."""
@@ -330,7 +336,6 @@ class BuildbotConnector:
         """Later polls: builds newer than the last one seen, and which running ones ended."""
         known = self._known
         assert known.mark is not None
-        waiting = dict(known.running)
         while True:
             page = self._items(
                 "builds",
@@ -345,14 +350,14 @@ class BuildbotConnector:
             for b in page:
                 known.saw(b)
                 if not b.get("complete") and isinstance(b.get("buildid"), int):
-                    waiting[b["buildid"]] = b
+                    known.running[b["buildid"]] = b  # kept even if a later request fails
             ids = [b["buildid"] for b in page if isinstance(b.get("buildid"), int)]
             if ids:
                 known.mark = max(known.mark, *ids)
             if len(page) < PAGE:
                 break
         running = {b["buildid"]: b for b in self._running() if isinstance(b.get("buildid"), int)}
-        for buildid, b in waiting.items():
+        for buildid, b in known.running.items():
             if buildid not in running:  # finished since we last looked
                 known.saw({**b, "complete": True})
         for b in running.values():
@@ -459,6 +464,9 @@ class _Latest:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
         self.mark: int | None = None  # highest buildid seen: later builds have higher ids
         self.running: dict[int, dict[str, Any]] = {}  # buildid → build, as last seen running
         self._by: dict[int, tuple[int | None, int | None]] = {}

@@ -71,11 +71,11 @@ def run_demo(
         code = collect(ns, backfill=False)
         print(f"\nSEI received {len(sei.received)} payloads:")
         for run in sorted(sei.received, key=lambda r: (r["job_full_name"], r["build_number"])):
+            name = f"{run['job_full_name']}#{run['build_number']}"
             stages = len((run.get("job_run") or {}).get("stages", []))
             print(
-                f"  {run['job_full_name']}#{run['build_number']:<4} {run['result']:<9} "
-                f"user={run.get('user_id')!s:<12} stages={stages} "
-                f"commits={len(run.get('scm_commit_ids', []))}"
+                f"  {name:<22} {run['result']:<9} user={run.get('user_id')!s:<12} "
+                f"stages={stages} commits={len(run.get('scm_commit_ids', []))}"
             )
         if sei.received:
             example = max(sei.received, key=lambda r: len(json.dumps(r)))

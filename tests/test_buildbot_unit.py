@@ -55,12 +55,16 @@ class FakeMaster:
         self.login: tuple[str, str] | None = None
         self.sessions: set[str] = set()
         self.logins = 0
+        self.broken: set[str] = set()  # requests (path?query prefixes) that answer 500 once
 
     # -- routing ----------------------------------------------------------------------------
 
     def __call__(self, request: Request) -> Response:
         self.paths.append(request.full_path.rstrip("?"))
         path = request.path
+        if hit := next((b for b in self.broken if request.full_path.startswith(b)), None):
+            self.broken.discard(hit)
+            return _json({"error": "database is locked"}, 500)
         if path == "/auth/login":
             return self._login(request)
         user = request.cookies.get("TWISTED_SESSION") in self.sessions
@@ -541,6 +545,30 @@ def test_first_poll_of_a_long_history(
     assert (jobs["slow"].last_build, jobs["slow"].last_completed) == (3, 3)
     per_builder = [p for p in master.paths if p.startswith("/api/v2/builders/")]
     assert len(per_builder) == 5  # multi, exception, fail once each; ok twice (it runs)
+
+
+def test_a_failed_first_poll_is_redone_whole(
+    bb: BuildbotConnector, master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A builder the failed bootstrap never reached must not read as "never built" after."""
+    monkeypatch.setattr(bbmod, "RECENT", 3)
+    master.broken.add("/api/v2/builders/4/builds")  # fail, not among the 3 newest builds
+    with pytest.raises(ConnectorError, match="HTTP 500 from Buildbot: database is locked"):
+        _jobs(bb)
+    assert (_jobs(bb)["fail"].last_build, _jobs(bb)["fail"].last_completed) == (1, 1)
+
+
+def test_a_build_seen_running_is_followed_even_after_a_failed_poll(
+    bb: BuildbotConnector, master: FakeMaster
+) -> None:
+    _jobs(bb)
+    running = master.add_build("ok", complete=False)
+    master.broken.add("/api/v2/builds?complete=false")  # "newer builds" answers, this fails
+    with pytest.raises(ConnectorError):
+        _jobs(bb)
+    assert any(p.startswith("/api/v2/builds?buildid__gt=") for p in master.paths)
+    master.finish(running)
+    assert (_jobs(bb)["ok"].last_build, _jobs(bb)["ok"].last_completed) == (3, 3)
 
 
 # -- describe, login, errors ------------------------------------------------------------------
