@@ -18,7 +18,10 @@ from poller.sei import Outcome, Sender, next_delay
 from poller.state import Item, State
 
 log = structlog.get_logger()
-AUTH_PAUSE = 60.0  # after SEI refused the key, the daemon waits this long before trying again
+AUTH_PAUSE = 60.0
+# On SIGTERM, POSTs in flight get this long to finish (systemd is told to wait 20 s, the spec
+# 10 s); one that SEI holds longer is abandoned and, still pending, sent again next start.
+STOP_GRACE = 6.0  # after SEI refused the key, the daemon waits this long before trying again
 
 
 @dataclass
@@ -50,19 +53,31 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.stop = stop or threading.Event()
         self.paused_until = 0.0
+        self._stopping_since: float | None = None
         self.on_outcome = on_outcome
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sei-post")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # POSTs still hanging after STOP_GRACE are abandoned: their rows stay pending.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def pass_once(self) -> Report:
-        """POST everything due now, `concurrency` at a time, until nothing is due."""
+    def pass_once(self, budget: float | None = None) -> Report:
+        """POST everything due now, `concurrency` at a time, until nothing is due.
+
+        `budget` (seconds) stops taking new work after that long, so a caller with other
+        duties (the daemon's watchdog) gets control back even while work keeps arriving.
+        """
         report = Report()
         inflight: dict[Future[Outcome], Item] = {}
         exhausted = False
+        ends = None if budget is None else time.monotonic() + budget
         while True:
-            halted = report.auth_failed or self.stop.is_set() or time.time() < self.paused_until
+            halted = (
+                report.auth_failed
+                or self.stop.is_set()
+                or time.time() < self.paused_until
+                or (ends is not None and time.monotonic() > ends)
+            )
             if not halted and not exhausted and len(inflight) < self.concurrency:
                 taken = {i.id for i in inflight.values()}
                 fresh = [i for i in self.state.due(self.concurrency * 4) if i.id not in taken]
@@ -72,10 +87,20 @@ class Deliverer:
                 exhausted = not fresh
             if not inflight:
                 return report
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            # Short slices, so a stop request is noticed while SEI sits on a POST.
+            done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
+            if not done and self._past_grace():
+                log.warning("abandoning POSTs in flight; they stay pending", count=len(inflight))
+                return report
             for fut in done:
                 self._record(inflight.pop(fut), fut.result(), report)
                 exhausted = False
+
+    def _past_grace(self) -> bool:
+        if not self.stop.is_set():
+            return False
+        self._stopping_since = self._stopping_since or time.monotonic()
+        return time.monotonic() - self._stopping_since >= STOP_GRACE
 
     def _record(self, item: Item, outcome: Outcome, report: Report) -> None:
         ctx = {"server": item.server, "job": item.job, "build": item.number}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -155,3 +156,21 @@ def test_long_first_sight_backfill_never_delays_live_polls(tmp_path: Path) -> No
             code = proc.wait(15)
         assert latency < 4.0, latency
         assert code == 0 and time.monotonic() - stopping < 10  # even mid-backfill
+
+
+def test_sigterm_with_sei_hanging_still_exits_in_time(tmp_path: Path) -> None:
+    with FakeJenkins() as jenkins, FakeSei(latency=25.0) as sei:
+        jenkins.add_build("x", 1, timestamp=T0, duration=10)
+        e = Env(jenkins, sei, tmp_path, tmp_path / "config.toml")
+        e.write(poll_interval=1)
+        proc = _start(e)
+        try:
+            assert _wait(lambda: len(sei.attempts) > 0 or e.jenkins.count("/job/x/") > 0, 20)
+            time.sleep(1.0)  # the POST is in flight, SEI sits on it
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stopping = time.monotonic()
+            code = proc.wait(20)
+        assert code == 0 and time.monotonic() - stopping < 10
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT status FROM outbox").fetchall() == [("pending",)]
