@@ -172,7 +172,7 @@ MASTER_CFG = textwrap.dedent('''\
     SCRATCH = env["BB_SCRATCH"]
     # `slow` runs until the file named by its `gate` property exists ("open" always does), so
     # a test decides when a build ends instead of racing a sleep.
-    GATE = f'until [ -e "{SCRATCH}/$0" ]; do sleep 0.1; done'
+    GATE = f'touch "{SCRATCH}/$0.started"; until [ -e "{SCRATCH}/$0" ]; do sleep 0.1; done'
     # `flaky` sleeps on its first run (the test stops its worker then: RETRY), not after.
     FLAKY = (f'if [ -e {SCRATCH}/flaky-ran ]; then echo second run; '
              f'else touch {SCRATCH}/flaky-ran; exec sleep 30; fi')
@@ -398,6 +398,15 @@ class Buildbot:
             f"build request {brid} to complete",
         )
         return self.builds_of(brid)
+
+    def at_gate(self, name: str, timeout: float = 30) -> None:
+        """Wait until a `slow` build forced with `gate=name` runs its command.
+
+        Stopped before that, Buildbot records the step as FAILURE, EXCEPTION or CANCELLED
+        depending on timing; stopped while the command runs, it is always CANCELLED.
+        """
+        started = self.scratch / f"{name}.started"
+        wait(started.exists, timeout, f"a slow build to wait at gate {name!r}")
 
     def stop_build(self, buildid: int, reason: str) -> None:
         self.rpc(f"builds/{buildid}", "stop", reason=reason)

@@ -52,8 +52,14 @@ class Attempts:
 
 
 def _server() -> Server:
-    cfg = ServerConfig(name="gh", type="toy", url="https://example/", instance_guid="g",
-                       instance_name="n", backfill_since="all")
+    cfg = ServerConfig(
+        name="gh",
+        type="toy",
+        url="https://example/",
+        instance_guid="g",
+        instance_name="n",
+        backfill_since="all",
+    )
     return Server(cfg, ServerSpec(name="gh", type="toy", url="https://example/"))
 
 
