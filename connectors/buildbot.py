@@ -22,14 +22,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from connectors.session import prepare, read_capped, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -104,22 +102,8 @@ class BuildbotConnector:
             else None
         )
         self._session = requests.Session()
-        self._session.verify = spec.verify_tls
         self._session.headers["Accept"] = "application/json"
-        retry = Retry(
-            total=2,
-            connect=2,
-            read=1,
-            status=2,
-            backoff_factor=0.5,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=("GET",),
-            raise_on_status=False,
-            respect_retry_after_header=True,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=spec.max_concurrency + 1)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        prepare(self._session, spec)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._login_lock = threading.Lock()
         self._logins = 0  # how many logins so far: a thread that saw a 403 re-logs once
@@ -147,7 +131,7 @@ class BuildbotConnector:
 
     def _fetch(self, url: str, params: list[tuple[str, Any]]) -> Any:
         status: int | None = None
-        where = _redact(url)
+        where = redact_url(url)
         with self._throttle.slot():
             started = time.monotonic()
             self.requests += 1
@@ -165,7 +149,7 @@ class BuildbotConnector:
                 raise ConnectorError(f"request failed: {type(exc).__name__}", url=where) from None
             try:
                 status = resp.status_code
-                body = _read_capped(resp, where)
+                body = read_capped(resp, where, MAX_BODY)
             finally:
                 resp.close()
                 if self.on_request:
@@ -173,7 +157,7 @@ class BuildbotConnector:
         if resp.is_redirect:
             # Never followed: it would carry our session cookie wherever it points.
             raise ConnectorError(
-                f"HTTP {status} redirect to {_redact(resp.headers.get('Location', '?'))}; "
+                f"HTTP {status} redirect to {redact_url(resp.headers.get('Location', '?'))}; "
                 "set url to the master's own base URL (its buildbotURL)",
                 url=where,
                 status=status,
@@ -214,19 +198,19 @@ class BuildbotConnector:
                     )
                 except requests.RequestException as exc:
                     raise ConnectorError(
-                        f"login failed: {type(exc).__name__}", url=_redact(url)
+                        f"login failed: {type(exc).__name__}", url=redact_url(url)
                     ) from None
                 resp.close()
             if resp.status_code in (401, 403):
                 raise ConnectorError(
                     "login refused: check username and password",
-                    url=_redact(url),
+                    url=redact_url(url),
                     status=resp.status_code,
                 )
             if resp.status_code >= 400:
                 raise ConnectorError(
                     f"login failed: HTTP {resp.status_code}",
-                    url=_redact(url),
+                    url=redact_url(url),
                     status=resp.status_code,
                 )
             self._logins += 1
@@ -238,7 +222,7 @@ class BuildbotConnector:
         """The list under `key` (every answer is `{"<collection>": [...], "meta": {...}}`)."""
         items = self._api(path, params).get(key)
         if not isinstance(items, list):
-            raise ConnectorError(f"answer has no '{key}' list", url=_redact(self.api + path))
+            raise ConnectorError(f"answer has no '{key}' list", url=redact_url(self.api + path))
         return [i for i in items if isinstance(i, dict)]
 
     # -- the Connector protocol -----------------------------------------------------------
@@ -254,7 +238,7 @@ class BuildbotConnector:
             raise ConnectorError(
                 "logged in, but Buildbot still sees an anonymous user "
                 "(is auth configured on this master?)",
-                url=_redact(self.base + "config"),
+                url=redact_url(self.base + "config"),
             )
         self._items("builders", "builders", [("limit", 1), ("field", "builderid")])
         who = user.get("username") or user.get("email") or ("anonymous" if user else None)
@@ -370,7 +354,9 @@ class BuildbotConnector:
         """Builds newer than the watermark, newest first, in pages with their properties."""
         bid = self._ids.get(job.full_name)
         if bid is None:
-            raise NotFound(f"builder {job.full_name!r} is gone", url=_redact(self.api + "builders"))
+            raise NotFound(
+                f"builder {job.full_name!r} is gone", url=redact_url(self.api + "builders")
+            )
         stop, since = cursor.watermark, cursor.since_ms
         size = PAGE
         if stop is not None and job.last_build is not None:
@@ -493,16 +479,6 @@ def _fields(names: Iterable[str]) -> list[tuple[str, str]]:
     return [("field", n) for n in names]
 
 
-def _read_capped(resp: requests.Response, url: str) -> bytes:
-    chunks, size = [], 0
-    for chunk in resp.iter_content(1 << 16):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ConnectorError(f"answer larger than {MAX_BODY >> 20} MB", url=url)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _error_text(body: bytes) -> str:
     """Buildbot's own `{"error": "..."}` message, which names the bad query or missing role."""
     try:
@@ -512,12 +488,6 @@ def _error_text(body: bytes) -> str:
     if isinstance(message, dict):
         message = message.get("message")
     return f": {str(message)[:ERROR_TEXT]}" if message else ""
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _properties(raw: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from urllib.parse import quote, unquote, urlsplit
 import jenkins
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from connectors.session import prepare, read_capped, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -94,21 +93,7 @@ class JenkinsConnector:
             self.base, username=settings.username, password=token, timeout=spec.timeout
         )
         session = self._jk._session
-        session.verify = spec.verify_tls
-        retry = Retry(
-            total=2,
-            connect=2,
-            read=1,
-            status=2,
-            backoff_factor=0.5,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=("GET",),
-            raise_on_status=False,
-            respect_retry_after_header=True,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=spec.max_concurrency + 1)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        prepare(session, spec)
         session.hooks["response"].append(self._refuse_foreign_redirect)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._upstream: OrderedDict[tuple[str, int], list[dict[str, Any]] | None] = OrderedDict()
@@ -124,7 +109,7 @@ class JenkinsConnector:
             if target.netloc != urlsplit(self.base).netloc:
                 raise ConnectorError(
                     f"redirected to another host ({target.netloc})",
-                    url=_redact(resp.url),
+                    url=redact_url(resp.url),
                     status=resp.status_code,
                 )
 
@@ -141,25 +126,25 @@ class JenkinsConnector:
             try:
                 resp = self._jk.jenkins_request(req, add_crumb=False, stream=True)
                 status = resp.status_code
-                body = _read_capped(resp, url)
+                body = read_capped(resp, redact_url(url), MAX_BODY)
             except jenkins.NotFoundException:
                 status = 404
-                raise NotFound("not found (404)", url=_redact(url), status=404) from None
+                raise NotFound("not found (404)", url=redact_url(url), status=404) from None
             except jenkins.JenkinsException as exc:
                 status = _status_of(exc)
                 raise ConnectorError(
-                    f"HTTP {status or 'error'} from Jenkins", url=_redact(url), status=status
+                    f"HTTP {status or 'error'} from Jenkins", url=redact_url(url), status=status
                 ) from None
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
                 raise ConnectorError(
-                    f"HTTP {status} from Jenkins", url=_redact(url), status=status
+                    f"HTTP {status} from Jenkins", url=redact_url(url), status=status
                 ) from None
             except requests.exceptions.SSLError:
-                raise ConnectorError("TLS error talking to Jenkins", url=_redact(url)) from None
+                raise ConnectorError("TLS error talking to Jenkins", url=redact_url(url)) from None
             except requests.RequestException as exc:
                 raise ConnectorError(
-                    f"request failed: {type(exc).__name__}", url=_redact(url)
+                    f"request failed: {type(exc).__name__}", url=redact_url(url)
                 ) from None
             finally:
                 if resp is not None:
@@ -171,7 +156,7 @@ class JenkinsConnector:
         except ValueError:
             raise ConnectorError(
                 "answer is not JSON (truncated or an HTML error page?)",
-                url=_redact(url),
+                url=redact_url(url),
                 status=status,
             ) from None
 
@@ -191,15 +176,17 @@ class JenkinsConnector:
             if status in (401, 403):
                 raise ConnectorError(
                     f"Jenkins refused the credentials (HTTP {status})",
-                    url=_redact(self.base),
+                    url=redact_url(self.base),
                     status=status,
                 ) from None
             raise ConnectorError(
-                f"Jenkins answered HTTP {status or 'error'}", url=_redact(self.base), status=status
+                f"Jenkins answered HTTP {status or 'error'}",
+                url=redact_url(self.base),
+                status=status,
             ) from None
         except requests.RequestException as exc:
             raise ConnectorError(
-                f"cannot reach Jenkins: {type(exc).__name__}", url=_redact(self.base)
+                f"cannot reach Jenkins: {type(exc).__name__}", url=redact_url(self.base)
             ) from None
         return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
 
@@ -376,26 +363,10 @@ def _project_checkout(actions: list[dict[str, Any]]) -> dict[str, Any]:
     return found[-1] if found else {}
 
 
-def _read_capped(resp: requests.Response, url: str) -> bytes:
-    chunks, size = [], 0
-    for chunk in resp.iter_content(1 << 16):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ConnectorError(f"answer larger than {MAX_BODY >> 20} MB", url=_redact(url))
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _status_of(exc: Exception) -> int | None:
     cause = exc.__context__
     response = getattr(cause, "response", None)
     return getattr(response, "status_code", None)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _number(ref: Any) -> int | None:

@@ -687,4 +687,4 @@ def test_imports_nothing_of_the_core_but_model_and_errors() -> None:
         and n.module
         and n.module.split(".")[0] in ("poller", "connectors")
     }
-    assert ours <= {"poller.model", "poller.errors", "connectors.throttle"}
+    assert ours <= {"poller.model", "poller.errors", "connectors.throttle", "connectors.session"}
