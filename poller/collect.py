@@ -222,14 +222,21 @@ def _covered(js: JobState | None, bound: int | None) -> bool:
 
 
 def _idle(job: JobRef, js: JobState | None) -> bool:
-    """Nothing new and nothing running below the newest build: no request needed."""
+    """Nothing can have changed since the last scan, so no request is needed.
+
+    The newest and the newest completed build numbers are the same as last time, and every
+    build still running then was above the newest completed one (the watermark sits just
+    below the lowest running build). Had any of those finished, the server's newest
+    completed build would have moved. Only a build running *below* a finished one (11 done
+    while 10 runs) can finish unseen, and such a job is scanned every poll.
+    """
     return (
         js is not None
         and job.last_build is not None
         and job.last_build == js.last_build
         and job.last_completed == js.last_completed
         and js.watermark is not None
-        and js.watermark >= (job.last_build or 0)
+        and js.watermark >= (job.last_completed or 0)
     )
 
 

@@ -433,3 +433,28 @@ def test_large_folders_are_listed_in_pages(env: Env, monkeypatch: pytest.MonkeyP
     listing = [r for r in env.jenkins.requests if r.path.endswith("/job/wide/api/json")]
     pages = [r for r in listing if r.query.get("tree", "").startswith("jobs[")]
     assert len(pages) == 3  # {0,3} {3,6} {6,9}
+
+
+def test_idle_poll_with_running_builds(env: Env) -> None:
+    j = env.jenkins
+    j.add_build("newest-running", 1, timestamp=T0, duration=10)
+    j.add_build("newest-running", 2, result=None, building=True, timestamp=T0 + 1)
+    j.add_build("newest-running", 3, result=None, building=True, timestamp=T0 + 2)
+    j.add_build("out-of-order", 1, result=None, building=True, timestamp=T0)
+    j.add_build("out-of-order", 2, timestamp=T0 + 1, duration=10)
+    assert env.once() == 0
+    j.reset_requests()
+    assert env.once() == 0
+    # discovery (root) + one page for the job whose running build sits below a finished one
+    assert sorted(r.path for r in j.requests) == [
+        "/jenkins/api/json",
+        "/jenkins/job/out-of-order/api/json",
+    ]
+    j.finish_build("newest-running", 2, result="FAILURE", duration=5)
+    j.finish_build("out-of-order", 1, result="SUCCESS", duration=5)
+    assert env.once() == 0
+    assert env.sent_numbers("newest-running") == [1, 2]
+    assert env.sent_numbers("out-of-order") == [1, 2]
+    j.finish_build("newest-running", 3, duration=5)
+    assert env.once() == 0
+    assert env.sent_numbers("newest-running") == [1, 2, 3]
