@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -375,7 +376,12 @@ def _number(ref: Any) -> int | None:
 
 def _simple(obj: dict[str, Any]) -> str:
     """`hudson.model.Cause$UserIdCause` → `UserIdCause`."""
-    return str(obj.get("_class", "")).rsplit(".", 1)[-1].rsplit("$", 1)[-1]
+    return _simple_name(str(obj.get("_class", "")))
+
+
+@lru_cache(maxsize=512)
+def _simple_name(java_class: str) -> str:
+    return java_class.rsplit(".", 1)[-1].rsplit("$", 1)[-1]
 
 
 def _is_scm(name: str) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
@@ -21,10 +21,12 @@ from poller import wiring
 from poller.collect import Collector, PollResult
 from poller.config import Config, Server
 from poller.deliver import Deliverer, Report
-from poller.metrics import Metrics
 from poller.progress import Progress
 from poller.sei import Sender
 from poller.state import JobUpdate, State
+
+if TYPE_CHECKING:
+    from poller.metrics import Metrics
 
 log = structlog.get_logger()
 OK, FAILED = 0, 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -136,6 +137,8 @@ def iso_time(ms: int) -> str:
 
 def strip_userinfo(url: str) -> str:
     """Drop `user:token@` from a URL: credentials never leave in a payload."""
+    if "@" not in url:
+        return url
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
@@ -146,6 +149,7 @@ def strip_userinfo(url: str) -> str:
 _SCP = re.compile(r"^(?:[^@/\s]+@)?([^:/\s]+):(?!//)(.+)$")
 
 
+@lru_cache(maxsize=1024)
 def normalize_repo_url(url: str) -> str | None:
     """A form SEI's repo parser matches: `https://host/org/repo.git` or `git@host:org/repo.git`."""
     url = url.strip()

@@ -9,15 +9,17 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from poller import logs
 from poller.config import Config, Server, load
-from poller.metrics import Metrics
 from poller.registry import connector_class
 from poller.state import State
+
+if TYPE_CHECKING:
+    from poller.metrics import Metrics
 
 log = structlog.get_logger()
 
@@ -41,6 +43,8 @@ def metrics(cfg: Config, state: State) -> Metrics | None:
     """Serve Prometheus metrics when `[metrics] listen` is set."""
     if not cfg.metrics.listen:
         return None
+    from poller.metrics import Metrics  # prometheus-client only when asked for
+
     registry = Metrics()
     registry.watch_state(state)
     registry.serve(cfg.metrics.listen)
