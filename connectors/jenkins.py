@@ -37,6 +37,7 @@ from poller.model import (
 )
 
 PAGE = 100  # builds per ranged page; `builds` itself holds only the newest 100
+FIRST_PAGE = 20  # the first page of a time-bounded read, before knowing how far back it goes
 JOBS_PAGE = 1000  # children per container request
 MAX_BODY = 64 * 1024 * 1024  # a sane cap: no answer we ask for is anywhere near this
 UPSTREAM_DEPTH = 10
@@ -241,6 +242,10 @@ class JenkinsConnector:
         size = PAGE
         if stop is not None and job.last_build is not None:
             size = max(2, min(PAGE, job.last_build - stop + 2))
+        elif since is not None:
+            # A time-bounded first read: many jobs have only a few builds in the window, and
+            # every build named in a page is a build record Jenkins must load.
+            size = FIRST_PAGE
         offset = 0
         while True:
             field = "builds" if offset + size <= PAGE else "allBuilds"

@@ -379,6 +379,9 @@ def test_first_sight_backfills_only_the_window(env: Env) -> None:
     assert env.once() == 0
     assert env.sent_numbers("old") == [3, 4]
     assert env.watermark("old") == 4
+    # a time-bounded first read asks for a small page, not for 100 build records
+    pages = [r.query["tree"] for r in j.requests if r.path.endswith("/job/old/api/json")]
+    assert len(pages) == 1 and pages[0].endswith("{0,20}")
 
 
 def test_include_exclude_and_cd_jobs(env: Env) -> None:
