@@ -42,6 +42,9 @@ class Connector(Protocol):
     type: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
     sequential: ClassVar[bool]
+    # Optional: the core sets it, when metrics are on, to observe every request the connector
+    # makes as (HTTP status or None, seconds). Call it if set; leave it None otherwise.
+    on_request: Callable[[int | None, float], None] | None
 
     def __init__(self, spec: ServerSpec) -> None: ...
 
