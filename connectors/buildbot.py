@@ -109,7 +109,6 @@ class BuildbotConnector:
         self._logins = 0  # how many logins so far: a thread that saw a 403 re-logs once
         self._ids: dict[str, int] = {}  # builder name → builderid, from the last discover
         self._known = _Latest()
-        self.requests = 0
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -134,7 +133,6 @@ class BuildbotConnector:
         where = redact_url(url)
         with self._throttle.slot():
             started = time.monotonic()
-            self.requests += 1
             try:
                 resp = self._session.get(
                     url,

@@ -100,7 +100,6 @@ class JenkinsConnector:
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._upstream: OrderedDict[tuple[str, int], list[dict[str, Any]] | None] = OrderedDict()
         self._upstream_lock = threading.Lock()
-        self.requests = 0
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -123,7 +122,6 @@ class JenkinsConnector:
         status: int | None = None
         with self._throttle.slot():
             started = time.monotonic()
-            self.requests += 1
             resp = None
             try:
                 resp = self._jk.jenkins_request(req, add_crumb=False, stream=True)

@@ -6,7 +6,7 @@ SQLite, so a third-party connector depends on this module alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Jenkins' own result vocabulary: SEI stores `result` verbatim and DORA filters match it
@@ -49,7 +49,7 @@ class JobRef:
     branch: str | None = None
     last_build: int | None = None
     last_completed: int | None = None
-    kind: str = ""
+    kind: str = ""  # the CI system's own type for the job (a Jenkins `_class`): context only
 
 
 @dataclass(frozen=True)
@@ -153,4 +153,3 @@ class JobCursor:
     floor: int | None = None
     since_ms: int | None = None
     cursor: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
