@@ -21,6 +21,7 @@ from poller import wiring
 from poller.collect import Collector, PollResult
 from poller.config import Config, Server
 from poller.deliver import Deliverer, Report
+from poller.errors import ConfigError
 from poller.progress import Progress
 from poller.sei import Sender
 from poller.state import JobUpdate, State
@@ -189,7 +190,10 @@ def _dry_run(
     backfill: bool,
     stop: threading.Event,
 ) -> int:
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.output}: {exc.strerror}", where="--output") from None
     failed = False
     try:
         with _dry_state(cfg) as state, wiring.signals(stop):

@@ -92,3 +92,8 @@ def test_status_table(env: Env, capsys) -> None:
 def test_unknown_server_is_a_usage_error(env: Env, capsys) -> None:
     assert env.once("--server", "nope") == 2
     assert "--server: no server named 'nope'" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_a_usage_error(env: Env, capsys) -> None:
+    assert env.once("--dry-run", "--output", str(env.dir / "no" / "such" / "dir.jsonl")) == 2
+    assert "--output: cannot write" in capsys.readouterr().err
