@@ -160,3 +160,12 @@ def test_literal_secret_in_readable_file_warns(
     out = capsys.readouterr()
     assert "literal secret" in out.err + out.out
     assert "literal-key-123" not in out.err + out.out
+
+
+def test_the_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEI_API_KEY", "k")
+    monkeypatch.setenv("JENKINS_TOKEN", "t")
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    cfg = config.load(example)
+    assert cfg.servers[0].name == "jenkins-main"
+    assert cfg.sei.endpoint.endswith("/gratis/sei/api/v1/custom-cicd")
