@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from poller.cli import main
 from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
@@ -63,33 +64,26 @@ def test_register_prints_the_guid(env: Env, capsys) -> None:
     assert guid == env.sei.registered[0]["guid"]
 
 
+def _register(httpserver: HTTPServer, tmp_path: Path, *extra: str) -> int:
+    """`register` against a recorded-answer SEI, with a config whose server is never reached."""
+    server = {
+        "name": "j",
+        "type": "jenkins",
+        "url": "http://127.0.0.1:9/",
+        "instance_guid": "g",
+        "instance_name": "n",
+    }
+    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[server])
+    return main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n", *extra])
+
+
 def test_register_reads_a_guid_inside_an_object(
     httpserver: HTTPServer, tmp_path: Path, capsys
 ) -> None:
     httpserver.expect_request("/v1/custom-cicd", method="POST").respond_with_json(
         {"id": "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11", "name": "x"}
     )
-    cfg = write_config(
-        tmp_path / "c.toml",
-        sei_url=httpserver.url_for("/"),
-        servers=[
-            {
-                "name": "j",
-                "type": "jenkins",
-                "url": "http://127.0.0.1:9/",
-                "instance_guid": "g",
-                "instance_name": "n",
-            }
-        ],
-    )
-    from poller.cli import main
-
-    assert (
-        main(
-            ["-c", str(cfg), "register", "--integration-id", "1", "--name", "n", "--type", "custom"]
-        )
-        == 0
-    )
+    assert _register(httpserver, tmp_path, "--type", "custom") == 0
     assert capsys.readouterr().out.strip() == "0b0e7c1e-93b4-4c49-9a8d-5d1f6f5c2a11"
 
 
@@ -99,21 +93,6 @@ def test_register_failure_exits_1_with_status_and_body(
     httpserver.expect_request("/v1/custom-cicd").respond_with_data(
         '{"error":"integration 1 not found"}', status=404
     )
-    cfg = write_config(
-        tmp_path / "c.toml",
-        sei_url=httpserver.url_for("/"),
-        servers=[
-            {
-                "name": "j",
-                "type": "jenkins",
-                "url": "http://127.0.0.1:9/",
-                "instance_guid": "g",
-                "instance_name": "n",
-            }
-        ],
-    )
-    from poller.cli import main
-
-    assert main(["-c", str(cfg), "register", "--integration-id", "1", "--name", "n"]) == 1
+    assert _register(httpserver, tmp_path) == 1
     err = capsys.readouterr().err
     assert "HTTP 404" in err and "integration 1 not found" in err
