@@ -25,6 +25,7 @@ from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Artifact,
+    Broken,
     Build,
     Cause,
     JobCursor,
@@ -34,6 +35,7 @@ from poller.model import (
     Stage,
     Step,
     Unfinished,
+    Unlisted,
 )
 
 PAGE = 100  # builds per ranged page; `builds` itself holds only the newest 100
@@ -193,12 +195,23 @@ class JenkinsConnector:
     def close(self) -> None:
         self._jk._session.close()
 
-    def discover(self) -> Iterator[JobRef]:
-        """Every buildable job, one request per container (paged), never one per job."""
+    def discover(self) -> Iterator[JobRef | Unlisted]:
+        """Every buildable job, one request per container (paged), never one per job.
+
+        A folder that cannot be listed is reported as `Unlisted` and skipped, so one broken
+        folder never hides the rest of the server; only a failing root fails discovery.
+        """
         stack: list[tuple[str, str, bool, str]] = [("", self.base, False, "")]
         while stack:
             prefix, url, multibranch, project = stack.pop()
-            for item in self._children(url):
+            try:
+                children = list(self._children(url))
+            except ConnectorError as exc:
+                if not prefix:
+                    raise
+                yield Unlisted(prefix, exc.url or redact_url(url), str(exc))
+                continue
+            for item in children:
                 name = item.get("name") or ""
                 full = item.get("fullName") or (f"{prefix}/{name}" if prefix else name)
                 cls = item.get("_class", "")
@@ -261,7 +274,7 @@ class JenkinsConnector:
                 if since is not None and (raw.get("timestamp") or 0) < since:
                     return
                 if wanted(number):
-                    yield self._build(job, raw)
+                    yield self._build_or_broken(job, raw)
             if len(page) < size:
                 return
             offset += size
@@ -269,7 +282,22 @@ class JenkinsConnector:
 
     # -- mapping --------------------------------------------------------------------------
 
-    def _build(self, job: JobRef, raw: dict[str, Any]) -> Build:
+    def _build_or_broken(self, job: JobRef, raw: dict[str, Any]) -> Build | Broken:
+        """A build whose extra requests (stages, upstream causes) fail is `Broken`: the
+        core parks it and lets the rest of the job move; the fallback leaves them out."""
+        try:
+            return self._build(job, raw)
+        except NotFound:
+            raise
+        except ConnectorError as exc:
+            return Broken(
+                raw["number"],
+                str(exc),
+                exc.url,
+                fallback=self._build(job, raw, degraded=True),
+            )
+
+    def _build(self, job: JobRef, raw: dict[str, Any], *, degraded: bool = False) -> Build:
         actions = [a for a in raw.get("actions") or [] if isinstance(a, dict)]
         causes = _causes(actions)
         git = _project_checkout(actions)
@@ -282,23 +310,34 @@ class JenkinsConnector:
             start_ms=int(raw.get("timestamp") or 0),
             duration_ms=int(raw.get("duration") or 0),
             url=raw.get("url") or f"{job.url}{number}/",
-            user_id=self._user_id(causes),
+            user_id=self._user_id(causes, tolerant=degraded),
             triggers=tuple(_cause(c) for c in causes),
             params=tuple(_params(actions)),
             commit_ids=tuple(_commits(raw, git)),
             repo_url=(git.get("remoteUrls") or [None])[0],
             branch=job.branch or _branch(git),
-            stages=self._stages(job, raw),
+            stages=None if degraded else self._stages(job, raw),
             artifacts=tuple(_artifacts(raw, job.url)),
         )
 
-    def _user_id(self, causes: list[dict[str, Any]], depth: int = 0) -> str:
-        """SEI's plugin rule, applied to the root of the upstream chain."""
+    def _user_id(
+        self, causes: list[dict[str, Any]], depth: int = 0, *, tolerant: bool = False
+    ) -> str:
+        """SEI's plugin rule, applied to the root of the upstream chain.
+
+        `tolerant`: an upstream build that cannot be read ends the chain there, for the
+        fallback of a build that is otherwise broken.
+        """
         up = next((c for c in causes if _simple(c) == "UpstreamCause"), None)
         if up and depth < UPSTREAM_DEPTH:
-            parent = self._upstream_causes(up)
+            try:
+                parent = self._upstream_causes(up)
+            except ConnectorError:
+                if not tolerant:
+                    raise
+                parent = None
             if parent is not None:
-                return self._user_id(parent, depth + 1)
+                return self._user_id(parent, depth + 1, tolerant=tolerant)
         names = [_simple(c) for c in causes]
         if any(_is_scm(n) for n in names):
             return "SCMTrigger"

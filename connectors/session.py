@@ -11,15 +11,21 @@ from urllib3.util.retry import Retry
 from poller.errors import ConnectorError
 from poller.model import ServerSpec
 
-# GETs are idempotent, so transient gateway errors are retried here, briefly: a poll that
-# still fails is retried by the next poll anyway, and a struggling server deserves a pause.
+# A poller only reads, and a GET is safe to repeat: a 500 from a controller under load (or a
+# proxy in front of it), a gateway error or a reset connection is retried a few times, with
+# growing, jittered pauses (0.5 s, 1 s, 2 s + up to 0.5 s), inside the request's politeness
+# slot. A server that refuses connections is given up on after one retry, so a poll of a
+# server that is down ends quickly; the next poll tries again anyway.
 GET_RETRY = Retry(
-    total=2,
-    connect=2,
-    read=1,
-    status=2,
+    total=4,
+    connect=1,
+    read=2,
+    status=3,
+    other=1,
     backoff_factor=0.5,
-    status_forcelist=(502, 503, 504),
+    backoff_jitter=0.5,
+    backoff_max=8.0,
+    status_forcelist=(500, 502, 503, 504),
     allowed_methods=("GET",),
     raise_on_status=False,
     respect_retry_after_header=True,

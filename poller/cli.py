@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
+from pathlib import Path
 
 import structlog
 
@@ -19,9 +21,10 @@ from poller import __version__, logs, wiring
 from poller.config import Server
 from poller.deliver import Deliverer
 from poller.errors import ConfigError, SeiPollerError
-from poller.oneshot import collect_and_deliver
+from poller.lock import DaemonLock
+from poller.oneshot import RunOptions, collect_and_deliver
 from poller.sei import Sender
-from poller.state import State
+from poller.state import State, state_error
 from poller.status import print_table
 
 log = structlog.get_logger()
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sei-poller: interrupted", file=sys.stderr)
         return FAILED
+    except sqlite3.DatabaseError as exc:  # the file went bad under a running command
+        print(f"sei-poller: {state_error(State.last_path or Path('?'), exc)}", file=sys.stderr)
+        return USAGE
     except Exception as exc:  # a bug: one line for the operator, the traceback in debug logs
         log.debug("internal error", exc_info=True)
         message = logs.REDACTOR.scrub(f"{type(exc).__name__}: {exc}")
@@ -114,8 +120,20 @@ def _dry_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="with --dry-run: write to this file instead of stdout")
 
 
+def _options(args: argparse.Namespace, *, backfill: bool) -> RunOptions:
+    return RunOptions(
+        config=args.config,
+        backfill=backfill,
+        server=args.server,
+        since=getattr(args, "since", None),
+        job=getattr(args, "job", None),
+        dry_run=args.dry_run,
+        output=args.output,
+    )
+
+
 def cmd_once(args: argparse.Namespace) -> int:
-    return collect_and_deliver(args, backfill=False)
+    return collect_and_deliver(_options(args, backfill=False))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -126,13 +144,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             parse_since(args.since)
         except ValueError as exc:
             raise ConfigError(str(exc), where="--since") from None
-    return collect_and_deliver(args, backfill=True)
+    return collect_and_deliver(_options(args, backfill=True))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from poller.scheduler import Daemon
 
     cfg = wiring.config(args.config)
+    lock = DaemonLock(cfg.state_path).acquire()
     state = State(cfg.state_path)
     stop = threading.Event()
     metrics = wiring.metrics(cfg, state)
@@ -148,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with wiring.signals(stop):
         code = Daemon(cfg, state, deliverer, connectors, stop, metrics).run()
     state.close()
+    lock.release()
     if any(
         t.is_alive() and not t.daemon
         for t in threading.enumerate()

@@ -22,17 +22,25 @@ from poller.config import Server
 from poller.errors import ConnectorError
 from poller.globs import matches, selected
 from poller.logs import REDACTOR
-from poller.model import Build, Checkpoint, JobCursor, JobRef, Unfinished
+from poller.model import Broken, Build, Checkpoint, JobCursor, JobRef, Unfinished, Unlisted
 from poller.payload import to_sei
-from poller.state import JobState, JobUpdate, State
+from poller.state import JobState, JobUpdate, Parked, State
 from poller.timeparse import since_ms
 
 log = structlog.get_logger()
 BATCH = 200  # builds per transaction while a long history streams in
+# A parked build is retried after 1 min, then 2, 4, ... at most hourly: a corrupt build
+# rarely heals, but a struggling controller does, and a retry costs one request.
+PARK_FIRST, PARK_MAX = 60.0, 3600.0
 
 
 class Sink(Protocol):
-    """Where enqueued builds go: the state database, or stdout for `--dry-run`."""
+    """Where a poll's findings go: the state database, or stdout for `--dry-run`.
+
+    Besides builds, a poll records what went wrong (a failed job, a parked build, a folder
+    that could not be listed) and how it ended; a dry run accepts and forgets all of that,
+    so the scan logic has no special case for it.
+    """
 
     def enqueue(
         self,
@@ -41,6 +49,18 @@ class Sink(Protocol):
         items: Iterable[tuple[int, str]],
         update: JobUpdate | None = None,
     ) -> int: ...
+
+    def job_failed(self, server: str, job: str, error: str) -> None: ...
+
+    def reset_job(self, server: str, job: str) -> None: ...
+
+    def polled(self, server: str, ok: bool, duration: float, error: str | None = None) -> None: ...
+
+    def park(
+        self, server: str, job: str, number: int, url: str, error: str, retry_at: float
+    ) -> Parked: ...
+
+    def unlisted(self, server: str, failing: Iterable[tuple[str, str, str]]) -> None: ...
 
 
 class Stopped(Exception):
@@ -54,12 +74,26 @@ class PollResult:
     scanned: int = 0
     failed: int = 0
     enqueued: int = 0
+    unlisted: int = 0
+    parked: int = 0
     new_jobs: list[JobRef] = field(default_factory=list)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.failed == 0
+        return self.error is None and self.failed == 0 and self.unlisted == 0
+
+    @property
+    def problem(self) -> str | None:
+        """One line for `status`: what went wrong in this poll, if anything."""
+        if self.error:
+            return self.error
+        parts = [
+            f"{n} {what}"
+            for n, what in ((self.failed, "job(s) failed"), (self.unlisted, "folder(s) unlisted"))
+            if n
+        ]
+        return ", ".join(parts) or None
 
 
 Progress = Callable[[str, int], None]
@@ -105,7 +139,7 @@ class Collector:
         started = time.monotonic()
         with bound_contextvars(server=name):
             try:
-                jobs = self._discover(job_glob)
+                jobs = self._discover(job_glob, result)
             except ConnectorError as exc:
                 result.error = str(exc)
                 log.error("discovery failed; will retry next poll", error=str(exc), url=exc.url)
@@ -125,21 +159,33 @@ class Collector:
                 for outcome in pool.map(lambda jb: self._scan_job(*jb, bound), todo):
                     result.scanned += 1
                     self.progress("scanned", 1)
-                    if outcome is None:
-                        result.failed += 1
-                    else:
-                        result.enqueued += outcome
+                    result.failed += not outcome.ok
+                    result.enqueued += outcome.added
+                    result.parked += outcome.parked
             self._polled(result, started)
         return result
 
-    def _discover(self, job_glob: str | None) -> list[JobRef]:
+    def _discover(self, job_glob: str | None, result: PollResult) -> list[JobRef]:
+        """What the server could list; a folder that failed is recorded, its siblings kept."""
         cfg = self.server.config
-        return [
-            j
-            for j in self.connector.discover()
-            if selected(j.full_name, cfg.include, cfg.exclude)
-            and (not job_glob or matches(j.full_name, [job_glob]))
-        ]
+        jobs, failing = [], []
+        for item in self.connector.discover():
+            if isinstance(item, Unlisted):
+                log.error(
+                    "folder could not be listed; its jobs wait, the rest are polled",
+                    folder=item.name,
+                    url=item.url,
+                    error=item.error,
+                )
+                failing.append((item.name, item.url, REDACTOR.scrub(item.error)))
+            elif selected(item.full_name, cfg.include, cfg.exclude) and (
+                not job_glob or matches(item.full_name, [job_glob])
+            ):
+                jobs.append(item)
+        if not job_glob:  # a narrowed discovery says nothing of the folders it skipped
+            self.sink.unlisted(self.server.name, failing)
+        result.unlisted = len(failing)
+        return jobs
 
     def _select(
         self,
@@ -177,32 +223,31 @@ class Collector:
             self.metrics.poll_done(
                 result.server, result.ok, time.monotonic() - started, result.enqueued
             )
-        if isinstance(self.sink, State):
-            self.state.polled(
-                result.server,
-                result.ok,
-                time.monotonic() - started,
-                result.error or (f"{result.failed} job(s) failed" if result.failed else None),
-            )
+        self.sink.polled(result.server, result.ok, time.monotonic() - started, result.problem)
         log.info(
             "poll finished",
             jobs=result.jobs,
             scanned=result.scanned,
             failed=result.failed,
+            unlisted=result.unlisted,
             enqueued=result.enqueued,
             seconds=round(time.monotonic() - started, 3),
         )
 
-    def _scan_job(self, job: JobRef, backfill: bool, bound: int | None) -> int | None:
+    def _scan_job(self, job: JobRef, backfill: bool, bound: int | None) -> _Outcome:
         with bound_contextvars(server=self.server.name, job=job.full_name):
+            scan = None
             try:
-                return _JobScan(self, job, backfill, bound).run()
+                scan = _JobScan(self, job, backfill, bound)
+                scan.run()
+                return _Outcome(scan.added, len(scan.blocked), ok=True)
             except Stopped:
-                return 0
+                return _Outcome(scan.added if scan else 0, 0, ok=True)
             except ConnectorError as exc:
                 error = str(exc)
                 log.error(
-                    "job scan failed; watermark kept, retried next poll",
+                    "job scan failed; what it found is kept, the watermark waits,"
+                    " retried next poll",
                     error=error,
                     url=exc.url,
                     status=exc.status,
@@ -210,9 +255,15 @@ class Collector:
             except Exception as exc:
                 error = repr(exc)
                 log.exception("job scan crashed; watermark kept, retried next poll", error=error)
-            if isinstance(self.sink, State):
-                self.state.job_failed(self.server.name, job.full_name, REDACTOR.scrub(error))
-            return None
+            self.sink.job_failed(self.server.name, job.full_name, REDACTOR.scrub(error))
+            return _Outcome(scan.added if scan else 0, 0, ok=False)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    added: int
+    parked: int
+    ok: bool
 
 
 def _covered(js: JobState | None, bound: int | None) -> bool:
@@ -259,8 +310,7 @@ class _JobScan:
                 last_build=job.last_build,
                 watermark=js.watermark,
             )
-            if isinstance(c.sink, State):
-                c.state.reset_job(self.name, job.full_name)
+            c.sink.reset_job(self.name, job.full_name)
             js = JobState()
         self.js = js
         self.is_new = js.watermark is None
@@ -271,51 +321,105 @@ class _JobScan:
             cursor=js.cursor,
             since_ms=bound if (backfill or self.is_new) else None,
         )
+        self.parked: dict[int, Parked] = c.state.parked(self.name, job.full_name)
+        self.now = time.time()
         self.seen: set[int] = set()
         self.low: int | None = None
         self.running: list[int] = []
+        self.blocked: set[int] = set()  # parked: finished, not sent, holding the watermark
         self.checkpoint = js.cursor
+        self.batch: list[tuple[int, str]] = []
+        self.added = 0
 
     def wanted(self, n: int) -> bool:
         self.seen.add(n)
         self.low = n if self.low is None else min(self.low, n)
         if n in self.js.ledger:
             return False
-        if not self.sequential:
-            return True  # numbers are keys, not a sequence: the ledger alone decides
-        wm, floor = self.js.watermark, self.js.floor
-        return not (wm is not None and n <= wm and (floor is None or n >= floor))
+        if self.sequential:
+            wm, floor = self.js.watermark, self.js.floor
+            if wm is not None and n <= wm and (floor is None or n >= floor):
+                return False
+        parked = self.parked.get(n)
+        if parked is not None and parked.retry_at > self.now:
+            self.blocked.add(n)  # not due for another try yet: no request for it
+            return False
+        return True  # for a time-cursored job numbers are keys: the ledger alone decides
 
-    def run(self) -> int:
-        added, batch = 0, []
-        for item in self.c.connector.scan(self.job, self.cursor, self.wanted):
-            if self.c.stop.is_set():
-                raise Stopped
-            if isinstance(item, Unfinished):
-                self.running.append(item.number)
-                self.seen.add(item.number)
-                continue
-            if isinstance(item, Checkpoint):
-                self.checkpoint = item.cursor
-                continue
-            batch.append((item.number, _encode(item, self.c.server)))
-            if len(batch) >= BATCH:
-                added += self._flush(batch, None)
-                batch = []
-        added += self._flush(batch, self._update())
-        return added
+    def run(self) -> None:
+        try:
+            for item in self.c.connector.scan(self.job, self.cursor, self.wanted):
+                if self.c.stop.is_set():
+                    raise Stopped
+                self._take(item)
+        except BaseException:
+            # Keep what was found: its ledger rows mean nothing is read or sent twice; the
+            # watermark waits, since it moves only over a completed scan.
+            self._flush(None)
+            raise
+        self._flush(self._update())
 
-    def _flush(self, batch: list[tuple[int, str]], update: JobUpdate | None) -> int:
-        if not batch and update is None:
-            return 0
-        n = self.c.sink.enqueue(self.name, self.job.full_name, batch, update)
+    def _take(self, item: Build | Unfinished | Checkpoint | Broken) -> None:
+        if isinstance(item, Unfinished):
+            self.running.append(item.number)
+            self.seen.add(item.number)
+        elif isinstance(item, Checkpoint):
+            self.checkpoint = item.cursor
+        elif isinstance(item, Broken):
+            self._broken(item)
+        else:
+            self.batch.append((item.number, _encode(item, self.c.server)))
+            if len(self.batch) >= BATCH:
+                self._flush(None)
+
+    def _broken(self, item: Broken) -> None:
+        """Park a build whose details keep failing, or send what there is after long enough."""
+        n, cfg = item.number, self.c.server.config
+        prior = self.parked.get(n)
+        give_up = cfg.give_up_after
+        if (
+            prior is not None
+            and give_up is not None
+            and item.fallback is not None
+            and self.now - prior.first_at >= give_up
+        ):
+            log.warning(
+                "build still broken after give_up_after; sent without the part that fails",
+                build=n,
+                url=item.url,
+                error=item.error,
+                broken_for=round(self.now - prior.first_at),
+            )
+            self.batch.append((n, _encode(item.fallback, self.c.server)))
+            return
+        attempts = (prior.attempts if prior else 0) + 1
+        retry_at = self.now + min(PARK_MAX, PARK_FIRST * 2 ** (attempts - 1))
+        error = REDACTOR.scrub(item.error)
+        self.parked[n] = self.c.sink.park(
+            self.name, self.job.full_name, n, item.url, error, retry_at
+        )
+        self.blocked.add(n)
+        log.error(
+            "build details keep failing; parked, the rest of the job moves on",
+            build=n,
+            url=item.url,
+            error=error,
+            attempts=attempts,
+            retry_in=round(retry_at - self.now),
+        )
+
+    def _flush(self, update: JobUpdate | None) -> None:
+        if not self.batch and update is None:
+            return
+        batch, self.batch = self.batch, []
+        self.added += self.c.sink.enqueue(self.name, self.job.full_name, batch, update)
         self.c.progress("found", len(batch))
-        return n
 
     def _update(self) -> JobUpdate:
         js, job = self.js, self.job
         top = max([job.last_build or 0, js.watermark or 0, *self.seen])
-        watermark = min(self.running) - 1 if self.running else top
+        holds = [*self.running, *self.blocked]
+        watermark = min(holds) - 1 if holds else top
         if js.watermark is not None:
             watermark = max(watermark, js.watermark)
         if self.is_new:
@@ -338,11 +442,23 @@ class _JobScan:
         if not self.is_new and not self.backfill:
             self._log_vanished(js.watermark or 0, watermark)
         covered = js.covered_ms
-        if self.is_new or self.backfill:
+        below = [n for n in self.blocked if js.watermark is not None and n <= js.watermark]
+        if below and floor is not None:
+            # A build parked below the watermark (found by a backfill): the handled range
+            # must not span it, so the next backfill asks for it again.
+            floor = max(floor, max(below) + 1)
+        elif self.is_new or self.backfill:
             reached = self.bound or 0
             covered = reached if covered is None else min(covered, reached)
+        gone = tuple(n for n in self.parked if n not in self.seen and n not in self.blocked)
         return JobUpdate(
-            watermark, floor, job.last_build, job.last_completed, self.checkpoint, covered
+            watermark,
+            floor,
+            job.last_build,
+            job.last_completed,
+            self.checkpoint,
+            covered,
+            vanished=gone,
         )
 
     def _log_vanished(self, old: int, new: int) -> None:

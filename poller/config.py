@@ -47,6 +47,15 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _duration_or_never(value: Any) -> float | None:
+    if isinstance(value, str) and value.strip().lower() == "never":
+        return None
+    return parse_duration(value)
+
+
+DurationOrNever = Annotated[float | None, BeforeValidator(_duration_or_never)]
+
+
 def _check_since(value: Any) -> Any:
     parse_since(value)
     return value
@@ -121,6 +130,9 @@ class ServerConfig(BaseModel):
     timeout: Duration = 30.0
     max_concurrency: int = Field(default=4, ge=1, le=64)
     requests_per_second: float | None = Field(default=None, gt=0)
+    # A build whose details keep failing is sent without them after this long ("never":
+    # it waits for the operator). 6 h outlasts a controller restart or a bad deploy.
+    give_up_after: DurationOrNever = 6 * 3600.0
 
     _v = field_validator("verify_tls")(_check_verify)
 

@@ -55,11 +55,16 @@ class Deliverer:
         self.paused_until = 0.0
         self._stopping_since: float | None = None
         self.on_outcome = on_outcome
+        # A claimed row is this process's alone until its lease ends; the lease outlasts
+        # any POST (connect + read timeouts, twice over), so nobody re-posts a slow one.
+        self.lease = 2 * sender.longest_post + 30.0
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sei-post")
 
     def close(self) -> None:
-        # POSTs still hanging after STOP_GRACE are abandoned: their rows stay pending.
+        # POSTs still hanging after STOP_GRACE are abandoned: their rows stay pending, and
+        # their leases are dropped so the next start sends them at once.
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.state.release_leases()
 
     def pass_once(self, budget: float | None = None) -> Report:
         """POST everything due now, `concurrency` at a time, until nothing is due.
@@ -79,10 +84,8 @@ class Deliverer:
                 or (ends is not None and time.monotonic() > ends)
             )
             if not halted and not exhausted and len(inflight) < self.concurrency:
-                taken = {i.id for i in inflight.values()}
-                fresh = [i for i in self.state.due(self.concurrency * 4) if i.id not in taken]
-                room = self.concurrency - len(inflight)
-                for item in fresh[:room]:
+                fresh = self.state.claim(self.concurrency - len(inflight), self.lease)
+                for item in fresh:
                     inflight[self._pool.submit(self.sender.post, item.payload)] = item
                 exhausted = not fresh
             if not inflight:
@@ -154,7 +157,7 @@ class Deliverer:
             if rep.auth_failed:
                 return total
             nxt = self.state.next_due_at()
-            if nxt is None:
+            if nxt is None or self._only_elsewhere():
                 return total
             give_up = last_progress + retry_window
             if max(nxt, self.paused_until) > give_up or time.time() >= give_up:
@@ -165,5 +168,12 @@ class Deliverer:
                     retry_window=retry_window,
                 )
                 return total
-            self.stop.wait(max(0.0, min(max(nxt, self.paused_until), give_up) - time.time()))
+            # At most a second: a row another process holds may be done long before its lease.
+            wake = min(max(nxt, self.paused_until), give_up, time.time() + 1.0)
+            self.stop.wait(max(0.0, wake - time.time()))
         return total
+
+    def _only_elsewhere(self) -> bool:
+        """Everything still pending is claimed by another live process: its to finish."""
+        counts = self.state.counts()
+        return counts["pending"] > 0 and self.state.pending_elsewhere() >= counts["pending"]

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from poller.oneshot import RunOptions
 from poller.standins.jenkins import FakeJenkins, seed_demo
 from poller.standins.sei import FakeSei
 
@@ -51,7 +52,7 @@ cd_jobs = ["team/deploy"]
 
 def run_demo(
     args: argparse.Namespace,
-    collect: Callable[..., int],
+    collect: Callable[[RunOptions], int],
     status: Callable[[argparse.Namespace], int],
 ) -> int:
     keep = Path(args.keep) if args.keep else None
@@ -65,10 +66,7 @@ def run_demo(
         seed_demo(jenkins)
         cfg = demo_config(directory, jenkins, sei)
         print(f"stand-in Jenkins at {jenkins.url}, stand-in SEI at {sei.url}\n")
-        ns = argparse.Namespace(
-            config=str(cfg), server=None, dry_run=False, output=None, since=None, job=None
-        )
-        code = collect(ns, backfill=False)
+        code = collect(RunOptions(config=str(cfg)))
         print(f"\nSEI received {len(sei.received)} payloads:")
         for run in sorted(sei.received, key=lambda r: (r["job_full_name"], r["build_number"])):
             name = f"{run['job_full_name']}#{run['build_number']}"

@@ -133,6 +133,29 @@ class Unfinished:
 
 
 @dataclass(frozen=True)
+class Broken:
+    """A finished build whose details the server keeps failing to give (a `wfapi` 500 from
+    corrupt flow-node storage, say). The core parks it like a running build and retries it;
+    `fallback`, when the connector can build one, is the build without the failing part,
+    which the core sends once the build has been broken for `give_up_after`."""
+
+    number: int
+    error: str
+    url: str = ""
+    fallback: Build | None = None
+
+
+@dataclass(frozen=True)
+class Unlisted:
+    """A container (folder) discovery could not list this time: its siblings are still
+    polled, its jobs simply wait, and the core records it for `status`."""
+
+    name: str
+    url: str
+    error: str
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A time-cursored connector's new cursor for this job, saved when its scan completes."""
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -24,7 +25,7 @@ from poller.deliver import Deliverer, Report
 from poller.errors import ConfigError
 from poller.progress import Progress
 from poller.sei import Sender
-from poller.state import JobUpdate, State
+from poller.state import JobUpdate, Parked, State
 
 if TYPE_CHECKING:
     from poller.metrics import Metrics
@@ -33,8 +34,21 @@ log = structlog.get_logger()
 OK, FAILED = 0, 1
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What `once` and `backfill` were asked to do, from the command line."""
+
+    config: str | None
+    backfill: bool = False
+    server: str | None = None
+    since: str | None = None
+    job: str | None = None
+    dry_run: bool = False
+    output: str | None = None
+
+
 class JsonLines:
-    """The `--dry-run` sink: payloads to a stream, nothing to the database."""
+    """The `--dry-run` sink: payloads to a stream; what a poll would record, forgotten."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -47,6 +61,23 @@ class JsonLines:
                 self.out.write(payload + "\n")
             self.out.flush()
         return len(rows)
+
+    def job_failed(self, server: str, job: str, error: str) -> None:
+        pass
+
+    def reset_job(self, server: str, job: str) -> None:
+        pass
+
+    def polled(self, server: str, ok: bool, duration: float, error: str | None = None) -> None:
+        pass
+
+    def park(
+        self, server: str, job: str, number: int, url: str, error: str, retry_at: float
+    ) -> Parked:
+        return Parked(time.time(), 1, retry_at)
+
+    def unlisted(self, server: str, failing: Any) -> None:
+        pass
 
 
 @contextmanager
@@ -63,13 +94,13 @@ def _dry_state(cfg: Config) -> Iterator[State]:
         state.close()
 
 
-def collect_and_deliver(args: Any, *, backfill: bool) -> int:
-    """`args`: config, server, dry_run, output, and for backfill since and job."""
-    cfg = wiring.config(args.config)
-    servers = wiring.servers(cfg, args.server)
+def collect_and_deliver(opts: RunOptions) -> int:
+    cfg = wiring.config(opts.config)
+    servers = wiring.servers(cfg, opts.server)
     stop = threading.Event()
-    if args.dry_run:
-        return _dry_run(cfg, servers, args, backfill, stop)
+    backfill = opts.backfill
+    if opts.dry_run:
+        return _dry_run(cfg, servers, opts, stop)
     state = State(cfg.state_path)
     metrics = wiring.metrics(cfg, state)
     progress = Progress(enabled=backfill)
@@ -92,14 +123,16 @@ def collect_and_deliver(args: Any, *, backfill: bool) -> int:
                 progress,
                 metrics,
                 backfill=backfill,
-                since=getattr(args, "since", None),
-                job_glob=getattr(args, "job", None),
+                since=opts.since,
+                job_glob=opts.job,
             )
     finally:
         progress.close()
         deliverer.close()
         sender.close()
         counts = state.counts()
+        # Rows a running daemon (or another `once`) has claimed are its to deliver.
+        counts["elsewhere"] = state.pending_elsewhere()
         state.close()
     return _summarize(results, report, counts, stop)
 
@@ -168,32 +201,31 @@ def _summarize(
     results: list[PollResult], report: Report, counts: dict[str, int], stop: threading.Event
 ) -> int:
     failed = [r for r in results if not r.ok]
+    ours = counts["pending"] - counts.get("elsewhere", 0)
     log.info(
         "run finished",
         enqueued=sum(r.enqueued for r in results),
         sent=report.sent,
         dead_lettered=report.dead,
-        pending=counts["pending"],
+        pending=ours,
+        pending_in_another_process=counts.get("elsewhere", 0),
         servers_failed=[r.server for r in failed],
+        parked=sum(r.parked for r in results),
     )
     if stop.is_set():
         log.warning("interrupted; run again to resume where this run stopped")
-    if failed or report.dead or report.auth_failed or counts["pending"] or stop.is_set():
+    if failed or report.dead or report.auth_failed or ours or stop.is_set():
         return FAILED
     return OK
 
 
 def _dry_run(
-    cfg: Config,
-    servers: tuple[Server, ...],
-    args: Any,
-    backfill: bool,
-    stop: threading.Event,
+    cfg: Config, servers: tuple[Server, ...], opts: RunOptions, stop: threading.Event
 ) -> int:
     try:
-        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        out = open(opts.output, "w", encoding="utf-8") if opts.output else sys.stdout  # noqa: SIM115
     except OSError as exc:
-        raise ConfigError(f"cannot write {args.output}: {exc.strerror}", where="--output") from None
+        raise ConfigError(f"cannot write {opts.output}: {exc.strerror}", where="--output") from None
     failed = False
     try:
         with _dry_state(cfg) as state, wiring.signals(stop):
@@ -202,14 +234,12 @@ def _dry_run(
                 connector = wiring.connector(server)
                 try:
                     result = Collector(server, connector, state, sink=sink, stop=stop).poll(
-                        backfill=backfill,
-                        since=getattr(args, "since", None),
-                        job_glob=getattr(args, "job", None),
+                        backfill=opts.backfill, since=opts.since, job_glob=opts.job
                     )
                 finally:
                     connector.close()
                 failed |= not result.ok
     finally:
-        if args.output:
+        if opts.output:
             out.close()
     return FAILED if failed or stop.is_set() else OK

@@ -112,6 +112,11 @@ class Sender:
             }
         )
 
+    @property
+    def longest_post(self) -> float:
+        """Seconds one POST can take before its timeouts end it (connect, then read)."""
+        return float(sum(self._timeout))
+
     @classmethod
     def from_config(cls, sei: Any) -> Sender:
         return cls(

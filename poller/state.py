@@ -12,15 +12,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlite_utils import Database
 
-SCHEMA_VERSION = 1
+from poller.errors import ConfigError
+
+SCHEMA_VERSION = 2
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+BUILD, CONTAINER = "build", "container"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,14 +42,40 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT, status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL,
     last_error TEXT, created_at REAL NOT NULL, sent_at REAL,
+    lease_owner TEXT, lease_until REAL,
     UNIQUE (server, job, number)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS problems (
+    server TEXT NOT NULL, kind TEXT NOT NULL, job TEXT NOT NULL, number INTEGER NOT NULL,
+    url TEXT, error TEXT, first_at REAL NOT NULL, last_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1, retry_at REAL,
+    PRIMARY KEY (server, kind, job, number)
+);
 CREATE TABLE IF NOT EXISTS servers (
     server TEXT PRIMARY KEY, last_poll_at REAL, last_ok_at REAL,
     last_outcome TEXT, last_error TEXT, last_duration REAL
 );
 """
+# Upgrades from older schemas, by the version they upgrade from. Each runs in the same
+# transaction as `_SCHEMA`, which creates the tables new in that version.
+_MIGRATIONS = {
+    1: "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
+    " ALTER TABLE outbox ADD COLUMN lease_until REAL;",
+}
+
+
+class StateError(ConfigError):
+    """The state file is the operator's to fix (corrupt, unreadable, newer): exit 2."""
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A finished build the server keeps failing to describe, waiting for a retry."""
+
+    first_at: float
+    attempts: int
+    retry_at: float
 
 
 @dataclass
@@ -75,6 +104,7 @@ class JobUpdate:
     cursor: str | None = None
     covered_ms: int | None = None
     prune: bool = True
+    vanished: tuple[int, ...] = ()  # parked builds the server no longer has: unparked
 
 
 @dataclass(frozen=True)
@@ -90,22 +120,70 @@ class Item:
 class State:
     """One connection per thread: pollers and the deliverer share the file, not a handle."""
 
+    last_path: ClassVar[Path | None] = None  # for the CLI's message when SQLite fails later
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        State.last_path = self.path
         self._local = threading.local()
         self._all: list[Database] = []
         self._lock = threading.Lock()
+        # Who holds an outbox lease: this process, told apart from a later one with its pid.
+        self.owner = process_token(os.getpid()) or str(os.getpid())
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise state_error(self.path, exc) from None
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state database: {exc.strerror}; check [state] path and"
+                " that the directory is writable by this user",
+                where=str(self.path),
+            ) from None
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = self.db
+        # Reading the schema fails at once on a file that is not SQLite, before any write.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} was written by a newer sei-poller (schema {version})")
-        with db.conn:
-            db.conn.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raise StateError(
+                f"written by a newer sei-poller (schema {version}, this one knows"
+                f" {SCHEMA_VERSION}): upgrade sei-poller, or point [state] path at a new file",
+                where=str(self.path),
+            )
+        if version < SCHEMA_VERSION:
+            with self._write() as conn:
+                if version in _MIGRATIONS and _has_table(conn, "outbox"):
+                    for stmt in _MIGRATIONS[version].split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._tighten_modes()
+        self.release_stale_leases()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`).
+
+        Two processes may share the file; a deferred transaction that read first could not
+        upgrade to a write once the other committed, and would fail instead of waiting.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     @property
     def db(self) -> Database:
@@ -114,9 +192,9 @@ class State:
             # Deferred transactions opened by DML and committed by `with conn:` blocks.
             conn = sqlite3.connect(self.path, timeout=30)
             db = Database(conn)
+            db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db
             with self._lock:
                 self._all.append(db)
@@ -146,15 +224,13 @@ class State:
             " WHERE server = ? AND job = ?",
             [server, job],
         ).fetchone()
-        if row is None:
-            return JobState()
         ledger = frozenset(
             r[0]
             for r in self.db.execute(
                 "SELECT number FROM ledger WHERE server = ? AND job = ?", [server, job]
             )
         )
-        return JobState(*row, ledger=ledger)
+        return JobState(*(row or ()), ledger=ledger)
 
     def known_jobs(self, server: str) -> dict[str, JobState]:
         """Every job of a server, ledger excluded: what the idle check needs, in one query."""
@@ -177,17 +253,21 @@ class State:
         """Add builds to the outbox and ledger, and move the watermark, in one transaction."""
         now = time.time() if now is None else now
         rows = list(items)
-        db = self.db
-        with db.conn:
-            before = db.conn.total_changes
-            db.conn.executemany(
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
                 "INSERT OR IGNORE INTO outbox (server, job, number, payload, status,"
                 " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 [(server, job, n, p, now, now) for n, p in rows],
             )
-            added = db.conn.total_changes - before
-            db.conn.executemany(
+            added = conn.total_changes - before
+            conn.executemany(
                 "INSERT OR IGNORE INTO ledger (server, job, number) VALUES (?, ?, ?)",
+                [(server, job, n) for n, _ in rows],
+            )
+            conn.executemany(
+                "DELETE FROM problems WHERE server = ? AND kind = 'build' AND job = ?"
+                " AND number = ?",
                 [(server, job, n) for n, _ in rows],
             )
             if update is not None:
@@ -199,7 +279,10 @@ class State:
             "INSERT INTO jobs (server, job, watermark, floor, last_build, last_completed,"
             " cursor, covered_ms, last_scan_at, last_error)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
-            " ON CONFLICT (server, job) DO UPDATE SET watermark = excluded.watermark,"
+            # Never backwards: another process on the same file may have moved it further.
+            " ON CONFLICT (server, job) DO UPDATE SET watermark = CASE"
+            " WHEN jobs.watermark IS NULL OR excluded.watermark > jobs.watermark"
+            " THEN excluded.watermark ELSE jobs.watermark END,"
             " floor = excluded.floor, last_build = excluded.last_build,"
             " last_completed = excluded.last_completed, cursor = excluded.cursor,"
             " covered_ms = excluded.covered_ms, last_scan_at = excluded.last_scan_at,"
@@ -221,10 +304,16 @@ class State:
                 "DELETE FROM ledger WHERE server = ? AND job = ? AND number <= ?",
                 [server, job, u.watermark],
             )
+        if u.vanished:
+            self.db.conn.executemany(
+                "DELETE FROM problems WHERE server = ? AND kind = 'build' AND job = ?"
+                " AND number = ?",
+                [(server, job, n) for n in u.vanished],
+            )
 
     def job_failed(self, server: str, job: str, error: str) -> None:
-        with self.db.conn:
-            self.db.conn.execute(
+        with self._write() as conn:
+            conn.execute(
                 "INSERT INTO jobs (server, job, last_error) VALUES (?, ?, ?)"
                 " ON CONFLICT (server, job) DO UPDATE SET last_error = excluded.last_error",
                 [server, job, error[:500]],
@@ -232,21 +321,21 @@ class State:
 
     def reset_job(self, server: str, job: str) -> None:
         """Forget a job whose numbers restarted (recreated): it is backfilled like a new one."""
-        with self.db.conn:
-            for table in ("jobs", "ledger"):
-                self.db.conn.execute(
+        with self._write() as conn:
+            for table in ("jobs", "ledger", "problems"):
+                conn.execute(
                     f"DELETE FROM {table} WHERE server = ? AND job = ?",
                     [server, job],
                 )
-            self.db.conn.execute(
+            conn.execute(
                 "DELETE FROM outbox WHERE server = ? AND job = ? AND status != 'pending'",
                 [server, job],
             )
 
     def polled(self, server: str, ok: bool, duration: float, error: str | None = None) -> None:
         now = time.time()
-        with self.db.conn:
-            self.db.conn.execute(
+        with self._write() as conn:
+            conn.execute(
                 "INSERT INTO servers (server, last_poll_at, last_ok_at, last_outcome, last_error,"
                 " last_duration) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (server) DO UPDATE SET"
                 " last_poll_at = excluded.last_poll_at,"
@@ -266,45 +355,166 @@ class State:
     # -- outbox -----------------------------------------------------------------------------
 
     def due(self, limit: int, *, now: float | None = None) -> list[Item]:
+        """Rows due now that no live process has claimed; a read, for reports and tests."""
         now = time.time() if now is None else now
         rows = self.db.execute(
             "SELECT id, server, job, number, payload, attempts FROM outbox"
             " WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)"
             " ORDER BY next_attempt_at, id LIMIT ?",
-            [now, limit],
+            [now, now, self.owner, limit],
         ).fetchall()
         return [Item(*r) for r in rows]
 
+    def claim(self, limit: int, lease: float, *, now: float | None = None) -> list[Item]:
+        """Take up to `limit` due rows for this process alone, for `lease` seconds.
+
+        Two processes on one file (`backfill` next to `run`, two `once`) each post only
+        what they claimed; a row whose lease ran out (its holder died mid-POST) is free
+        again. `lease` must outlast a POST, so a slow answer is never posted twice.
+        """
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY next_attempt_at, id LIMIT ?)"
+                " RETURNING id, server, job, number, payload, attempts",
+                [self.owner, now + lease, now, now, limit],
+            ).fetchall()
+        return sorted((Item(*r) for r in rows), key=lambda i: i.id)
+
+    def release_leases(self) -> None:
+        """On a clean exit: rows this process still holds are free for the next one."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ? AND status = 'pending'",
+                [self.owner],
+            )
+
+    def release_stale_leases(self) -> int:
+        """Free the leases of processes that are gone (killed mid-POST), without waiting."""
+        owners = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL"
+                " AND status = 'pending' AND lease_until > ?",
+                [time.time()],
+            )
+        ]
+        dead = [o for o in owners if o != self.owner and not owner_alive(o)]
+        if not dead:
+            return 0
+        with self._write() as conn:
+            cur = conn.executemany(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ? AND status = 'pending'",
+                [(o,) for o in dead],
+            )
+        return cur.rowcount
+
     def next_due_at(self) -> float | None:
+        """When a row this process may claim is next due (leases of others count)."""
         row = self.db.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+            "SELECT MIN(MAX(next_attempt_at, CASE WHEN lease_owner = ? THEN 0"
+            " ELSE COALESCE(lease_until, 0) END)) FROM outbox WHERE status = 'pending'",
+            [self.owner],
         ).fetchone()
         return row[0]
 
+    def pending_elsewhere(self, *, now: float | None = None) -> int:
+        """Pending rows another live process has claimed: its to deliver, not ours."""
+        now = time.time() if now is None else now
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND lease_until > ?"
+            " AND lease_owner != ?",
+            [now, self.owner],
+        ).fetchone()
+        return int(row[0])
+
     def sent(self, item_id: int) -> None:
         """SEI has it: drop the payload, keep the row for `status` counts."""
-        with self.db.conn:
-            self.db.conn.execute(
+        with self._write() as conn:
+            conn.execute(
                 "UPDATE outbox SET status = 'sent', payload = NULL, attempts = attempts + 1,"
-                " sent_at = ?, last_error = NULL WHERE id = ?",
+                " sent_at = ?, last_error = NULL, lease_owner = NULL, lease_until = NULL"
+                " WHERE id = ?",
                 [time.time(), item_id],
             )
 
     def retry_later(self, item_id: int, delay: float, error: str) -> None:
-        with self.db.conn:
-            self.db.conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                " WHERE id = ?",
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE id = ?",
                 [time.time() + delay, error[:1000], item_id],
             )
 
     def dead(self, item_id: int, error: str) -> None:
-        with self.db.conn:
-            self.db.conn.execute(
-                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?"
-                " WHERE id = ?",
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE id = ?",
                 [error[:2000], item_id],
             )
+
+    # -- problems: parked builds and containers that cannot be listed --------------------
+
+    def park(
+        self, server: str, job: str, number: int, url: str, error: str, retry_at: float
+    ) -> Parked:
+        """Record another failed attempt at a build's details; the first failure is kept."""
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO problems (server, kind, job, number, url, error, first_at, last_at,"
+                " attempts, retry_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?, 1, ?)"
+                " ON CONFLICT (server, kind, job, number) DO UPDATE SET url = excluded.url,"
+                " error = excluded.error, last_at = excluded.last_at,"
+                " attempts = problems.attempts + 1, retry_at = excluded.retry_at"
+                " RETURNING first_at, attempts, retry_at",
+                [server, job, number, url, error[:500], now, now, retry_at],
+            ).fetchone()
+        return Parked(*row)
+
+    def parked(self, server: str, job: str) -> dict[int, Parked]:
+        rows = self.db.execute(
+            "SELECT number, first_at, attempts, retry_at FROM problems"
+            " WHERE server = ? AND kind = 'build' AND job = ?",
+            [server, job],
+        )
+        return {r[0]: Parked(*r[1:]) for r in rows}
+
+    def unlisted(self, server: str, failing: Iterable[tuple[str, str, str]]) -> None:
+        """After a discovery: the containers (name, url, error) that failed this time."""
+        now = time.time()
+        failing = list(failing)
+        with self._write() as conn:
+            names = [name for name, _, _ in failing]
+            conn.execute(
+                "DELETE FROM problems WHERE server = ? AND kind = 'container' AND job NOT IN"
+                f" ({','.join('?' * len(names))})",
+                [server, *names],
+            )
+            conn.executemany(
+                "INSERT INTO problems (server, kind, job, number, url, error, first_at,"
+                " last_at) VALUES (?, 'container', ?, 0, ?, ?, ?, ?)"
+                " ON CONFLICT (server, kind, job, number) DO UPDATE SET url = excluded.url,"
+                " error = excluded.error, last_at = excluded.last_at,"
+                " attempts = problems.attempts + 1",
+                [(server, name, url, error[:500], now, now) for name, url, error in failing],
+            )
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Parked builds and failing containers, for `status`."""
+        return list(
+            self.db.query(
+                "SELECT server, kind, job, number, url, error, first_at, last_at, attempts,"
+                " retry_at FROM problems ORDER BY server, kind, job, number"
+            )
+        )
 
     def dead_letters(self, server: str | None = None) -> list[dict[str, Any]]:
         sql = (
@@ -314,8 +524,8 @@ class State:
         return list(self.db.query(sql, [server] if server else []))
 
     def retry_dead(self, server: str | None = None) -> int:
-        with self.db.conn:
-            cur = self.db.conn.execute(
+        with self._write() as conn:
+            cur = conn.execute(
                 "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?"
                 " WHERE status = 'dead'" + (" AND server = ?" if server else ""),
                 [time.time(), server] if server else [time.time()],
@@ -373,3 +583,57 @@ class State:
             if r["status"] == PENDING:
                 job["oldest_pending_at"] = r["oldest"]
         return servers
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
+        ).fetchone()
+        is not None
+    )
+
+
+def state_error(path: Path, exc: sqlite3.DatabaseError) -> StateError:
+    """SQLite's complaint about a file, in the operator's words, with what to do."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return StateError(
+            f"not a usable SQLite database ({text}): move it aside (mv {path} {path}.bad) and"
+            " run again; history is re-read and SEI ignores the builds it already has",
+            where=str(path),
+        )
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return StateError(
+            f"cannot write the state database ({text}): check its owner and permissions,"
+            " and that its directory is writable (SQLite adds -wal and -shm files there)",
+            where=str(path),
+        )
+    return StateError(f"state database error: {text}", where=str(path))
+
+
+def process_token(pid: int | str) -> str | None:
+    """`pid:start-time` of a live process (Linux), so a reused pid is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{pid}:{fields[19]}" if len(fields) > 19 else str(pid)
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process that took a lease still runs (on this host)."""
+    pid = owner.partition(":")[0]
+    if not pid.isdigit():
+        return True  # not ours to judge: let the lease run out
+    token = process_token(pid)
+    if token is not None:
+        return token == owner or ":" not in owner
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -55,15 +55,15 @@ class FakeMaster:
         self.login: tuple[str, str] | None = None
         self.sessions: set[str] = set()
         self.logins = 0
-        self.broken: set[str] = set()  # requests (path?query prefixes) that answer 500 once
+        # Requests (path?query prefixes) that answer 500 until removed: past the retries.
+        self.broken: set[str] = set()
 
     # -- routing ----------------------------------------------------------------------------
 
     def __call__(self, request: Request) -> Response:
         self.paths.append(request.full_path.rstrip("?"))
         path = request.path
-        if hit := next((b for b in self.broken if request.full_path.startswith(b)), None):
-            self.broken.discard(hit)
+        if any(request.full_path.startswith(b) for b in self.broken):
             return _json({"error": "database is locked"}, 500)
         if path == "/auth/login":
             return self._login(request)
@@ -555,6 +555,7 @@ def test_a_failed_first_poll_is_redone_whole(
     master.broken.add("/api/v2/builders/4/builds")  # fail, not among the 3 newest builds
     with pytest.raises(ConnectorError, match="HTTP 500 from Buildbot: database is locked"):
         _jobs(bb)
+    master.broken.clear()
     assert (_jobs(bb)["fail"].last_build, _jobs(bb)["fail"].last_completed) == (1, 1)
 
 
@@ -567,6 +568,7 @@ def test_a_build_seen_running_is_followed_even_after_a_failed_poll(
     with pytest.raises(ConnectorError):
         _jobs(bb)
     assert any(p.startswith("/api/v2/builds?buildid__gt=") for p in master.paths)
+    master.broken.clear()
     master.finish(running)
     assert (_jobs(bb)["ok"].last_build, _jobs(bb)["ok"].last_completed) == (3, 3)
 
