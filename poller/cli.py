@@ -25,7 +25,7 @@ from poller.lock import DaemonLock
 from poller.oneshot import RunOptions, collect_and_deliver
 from poller.sei import Sender
 from poller.state import State, state_error
-from poller.status import print_table
+from poller.status import print_problems, print_table
 
 log = structlog.get_logger()
 OK, FAILED, USAGE = 0, 1, 2
@@ -189,6 +189,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         data = state.status()
         counts = state.counts()
         oldest = state.oldest_pending_at()
+        problems = state.problems()
     finally:
         state.close()
     now = time.time()
@@ -199,6 +200,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "servers": data,
                     "totals": counts,
                     "oldest_pending_age": None if oldest is None else round(now - oldest, 1),
+                    "parked_builds": [p for p in problems if p["kind"] == "build"],
+                    "failing_folders": [p for p in problems if p["kind"] == "container"],
                 },
                 indent=2,
                 sort_keys=True,
@@ -206,6 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return OK
     print_table(data, counts, oldest, now)
+    print_problems(problems, now)
     return OK
 
 

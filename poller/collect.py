@@ -81,7 +81,7 @@ class PollResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.failed == 0 and self.unlisted == 0
+        return self.error is None and not (self.failed or self.unlisted or self.parked)
 
     @property
     def problem(self) -> str | None:
@@ -90,7 +90,11 @@ class PollResult:
             return self.error
         parts = [
             f"{n} {what}"
-            for n, what in ((self.failed, "job(s) failed"), (self.unlisted, "folder(s) unlisted"))
+            for n, what in (
+                (self.failed, "job(s) failed"),
+                (self.unlisted, "folder(s) unlisted"),
+                (self.parked, "build(s) parked"),
+            )
             if n
         ]
         return ", ".join(parts) or None

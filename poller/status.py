@@ -52,3 +52,24 @@ def print_table(
         f"\ntotal: {counts['pending']} pending, {counts['sent']} sent, {counts['dead']} dead;"
         f" oldest pending {_age(oldest, now)}"
     )
+
+
+def print_problems(problems: list[dict[str, Any]], now: float) -> None:
+    """Parked builds and folders that cannot be listed: what needs an operator's look."""
+    if not problems:
+        return
+    print("\nneeds attention:")
+    for p in problems:
+        since = _age(p["first_at"], now)
+        if p["kind"] == "build":
+            retry = max(0.0, (p["retry_at"] or now) - now)
+            what = (
+                f"  parked build {p['server']} {p['job']}#{p['number']}: failing for {since},"
+                f" {p['attempts']} attempt(s), next try in {_age(now - retry, now)}"
+            )
+        else:
+            what = (
+                f"  folder {p['server']} {p['job']} cannot be listed: failing for {since},"
+                f" {p['attempts']} poll(s); its jobs are not polled"
+            )
+        print(f"{what}\n    {p['url']}\n    {p['error']}")
