@@ -299,6 +299,11 @@ class FakeSei:
         with self._lock:
             self._script.extend(responses)
 
+    def clear_script(self) -> None:
+        """Drop the forced answers not yet consumed."""
+        with self._lock:
+            self._script.clear()
+
     def reject(
         self,
         job_full_name: str,
