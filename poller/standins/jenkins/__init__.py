@@ -1,0 +1,40 @@
+"""A Jenkins stand-in that answers Jenkins' JSON API over real HTTP.
+
+Why: the poller's tests, its benchmarks and ``sei-poller demo`` need a controller that behaves like
+Jenkins where it matters to a poller (``tree`` pruning with ranges, ``builds`` capped at 100,
+``allBuilds`` hidden unless asked for, encoded branch job names, wfapi stages and steps, basic
+auth, slow or failing answers) without running a JVM. Object shapes are built from recorded
+responses shipped in ``data/jenkins/`` (see ``data/README.md``), not from memory.
+
+Deliberate simplifications, so nobody mistakes them for Jenkins behaviour:
+
+- ``depth=`` is accepted and ignored (every answer without ``tree`` is the depth-0 answer).
+- Views are accepted as URL prefixes (``/view/all/job/...``) but ``url`` fields never contain them.
+- Only GET (and HEAD) are served; other methods get 405.
+- ``GET <context>/`` (the dashboard page, which python-jenkins' ``get_version()`` fetches without
+  credentials) is served to anonymous callers; every other path needs credentials when
+  ``require_auth`` is set. Wrong credentials always get 401.
+- A malformed ``tree`` gets 400.
+
+Faithful on purpose: ``*`` in a tree matches every property, ``allBuilds`` included (Stapler's
+``NamedPathPruner`` ignores visibility), so ``jobs[*]`` costs what it costs on Jenkins.
+
+Standard library only; nothing here imports pytest.
+
+Modules: :mod:`.tree` (the ``tree`` language and pruning), :mod:`.model` (items, jobs, runs),
+:mod:`.builds` (build JSON), :mod:`.wfapi` (Stage View), :mod:`.fixtures` (the recorded
+answers), :mod:`.names` (Jenkins' class names and constants), :mod:`.server` (HTTP, auth,
+routing), :mod:`.faults` (fault injection), :mod:`.controller` (:class:`FakeJenkins`) and
+:mod:`.seed` (``seed_demo``, ``seed_bulk``).
+
+Standard library only; nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+from .controller import FakeJenkins
+from .seed import seed_bulk, seed_demo
+from .server import Recorded
+from .tree import TreeError, parse_tree
+
+__all__ = ["FakeJenkins", "Recorded", "TreeError", "parse_tree", "seed_bulk", "seed_demo"]
