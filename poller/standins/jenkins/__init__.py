@@ -11,9 +11,13 @@ Deliberate simplifications, so nobody mistakes them for Jenkins behaviour:
 - ``depth=`` is accepted and ignored (every answer without ``tree`` is the depth-0 answer).
 - Views are accepted as URL prefixes (``/view/all/job/...``) but ``url`` fields never contain them.
 - Only GET (and HEAD) are served; other methods get 405.
-- ``GET <context>/`` (the dashboard page, which python-jenkins' ``get_version()`` fetches without
-  credentials) is served to anonymous callers; every other path needs credentials when
-  ``require_auth`` is set. Wrong credentials always get 401.
+- Secured strictly: with ``require_auth`` (the default) an anonymous request to any path under the
+  context path, ``/``, ``/whoAmI`` and ``/crumbIssuer`` included, gets Jenkins' 403 for a missing
+  Overall/Read (``X-You-Are-Authenticated-As: anonymous``, ``X-Required-Permission``, the white
+  login-redirect page). Real Jenkins serves its few unprotected paths (``/login``, ``/whoAmI``,
+  ...) anonymously; here nothing is, so a client that forgets its credentials on any request
+  finds out. Wrong or malformed basic credentials always get 401. ``require_auth=False`` lets
+  anonymous callers read everything.
 - A malformed ``tree`` gets 400.
 
 Faithful on purpose: ``*`` in a tree matches every property, ``allBuilds`` included (Stapler's

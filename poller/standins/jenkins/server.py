@@ -15,7 +15,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote_plus, unquote
 
 from .model import _Container, _Item, _Job, _Root, _Run
 from .names import PERMALINKS, _enc
@@ -72,6 +72,40 @@ def _error_page(status: int, path: str, message: str | None = None) -> bytes:
         "<tr><th>SERVLET:</th><td>Stapler</td></tr>\n</table>\n"
         '<hr/><a href="https://eclipse.org/jetty">Powered by Jetty:// 10.0.20</a><hr/>\n'
         "</body>\n</html>\n"
+    ).encode()
+
+
+#: What Jenkins adds to the 403 it answers an anonymous request without Overall/Read with
+#: (``AccessDeniedException3.reportAsHeaders``; ``X-Jenkins`` & co. are on every answer).
+_DENIED_HEADERS = (
+    ("X-You-Are-Authenticated-As", "anonymous"),
+    (
+        "X-You-Are-In-Group-Disabled",
+        "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true"
+        " or use /whoAmI to diagnose",
+    ),
+    ("X-Required-Permission", "hudson.model.Hudson.Read"),
+    ("X-Permission-Implied-By", "hudson.security.Permission.GenericRead"),
+    ("X-Permission-Implied-By", "hudson.model.Hudson.Administer"),
+)
+
+
+def _login_page(ctx: str, path: str, raw_query: str) -> bytes:
+    """The white page of ``HudsonAuthenticationEntryPoint``: a redirect to the login form, and
+    the diagnosis in an HTML comment, padded to 300 spaces (against IE's friendly errors)."""
+    uri = f"{path}?{raw_query}" if raw_query else path
+    login = f"{ctx}/login?from={quote_plus(uri, safe='*')}"
+    return (
+        f"<html><head><meta http-equiv='refresh' content='1;url={login}'/>"
+        f"<script>window.location.replace('{login}');</script></head>"
+        "<body style='background-color:white; color:white;'>\n\n\n"
+        "Authentication required\n<!--\n"
+        "You are authenticated as: anonymous\n"
+        "Groups that you are in:\n  anonymous\n"
+        "Permission you need to have (but didn't): hudson.model.Hudson.Read\n"
+        " ... which is implied by: hudson.security.Permission.GenericRead\n"
+        " ... which is implied by: hudson.model.Hudson.Administer\n"
+        "-->\n\n</body></html>" + " " * 300
     ).encode()
 
 
@@ -170,9 +204,9 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
     pause = fj.faults.pause(path)
     if pause:
         fj._stopping.wait(pause)
-    extra: dict[str, str] = {}
+    extra: list[tuple[str, str]] = []
     try:
-        status, ctype, body = _answer(fj, method, path, query, h.headers, extra)
+        status, ctype, body = _answer(fj, method, path, raw_query, query, h.headers, extra)
     except Exception as exc:  # a stand-in bug must not hang the client
         status, ctype, body = 500, _HTML, _error_page(500, path, f"{type(exc).__name__}: {exc}")
     with fj._req_lock:
@@ -185,7 +219,7 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
         h.send_header("X-Jenkins", fj.version)
         h.send_header("X-Jenkins-Session", fj._session)
         h.send_header("X-Hudson", "1.395")
-        for k, v in extra.items():
+        for k, v in extra:
             h.send_header(k, v)
         if method not in ("GET", "HEAD"):
             h.send_header("Connection", "close")
@@ -197,31 +231,38 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
         h.close_connection = True
 
 
-def _user(fj: FakeJenkins, headers: Any) -> tuple[bool, str | None]:
-    """(credentials sent?, user name if they are right)."""
+def _user(fj: FakeJenkins, headers: Any) -> tuple[str | None, str | None]:
+    """(why basic auth failed, or None; the user name if it succeeded).
+
+    Like Jenkins' ``BasicHeaderProcessor``: no ``Authorization`` header, or one that is not
+    ``Basic``, is anonymous (``None, None``); a ``Basic`` one must be right or the request fails.
+    """
     auth = headers.get("Authorization")
     if not auth:
-        return False, None
+        return None, None
     scheme, _, value = auth.partition(" ")
     if scheme.lower() != "basic":
-        return True, None
+        return None, None
     try:
-        user, _, secret = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+        user, colon, secret = base64.b64decode(value.strip()).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return True, None
+        user, colon, secret = "", "", ""
+    if not colon:
+        return "Malformed HTTP basic Authorization header", None
     ok = hmac.compare_digest(user.encode(), fj.username.encode()) and hmac.compare_digest(
         secret.encode(), fj.token.encode()
     )
-    return True, user if ok else None
+    return (None, user) if ok else (f"Invalid password/token for user: {user}", None)
 
 
 def _answer(
     fj: FakeJenkins,
     method: str,
     path: str,
+    raw_query: str,
     query: dict[str, str],
     headers: Any,
-    extra: dict[str, str],
+    extra: list[tuple[str, str]],
 ) -> tuple[int, str, bytes]:
     failed = fj.faults.failure(path)
     if failed is not None:
@@ -230,13 +271,14 @@ def _answer(
     if not (path == ctx or path.startswith(ctx + "/")):
         return 404, _HTML, _error_page(404, path)
     rel = path[len(ctx) :]
-    sent, user = _user(fj, headers)
-    dashboard = rel in ("", "/")
-    if (sent and user is None) or (fj.require_auth and user is None and not dashboard):
-        extra["X-You-Are-Authenticated-As"] = "anonymous"
-        extra["WWW-Authenticate"] = 'Basic realm="Jenkins"'
-        msg = "Invalid password/token for user" if sent else "Authentication required"
-        return 401, _HTML, _error_page(401, path, msg)
+    refused, user = _user(fj, headers)
+    if refused is not None:
+        extra.append(("X-You-Are-Authenticated-As", "anonymous"))
+        extra.append(("WWW-Authenticate", 'Basic realm="Jenkins"'))
+        return 401, _HTML, _error_page(401, path, refused)
+    if fj.require_auth and user is None:
+        extra.extend(_DENIED_HEADERS)
+        return 403, "text/html;charset=UTF-8", _login_page(ctx, path, raw_query)
     if method not in ("GET", "HEAD"):
         return 405, _HTML, _error_page(405, path)
     try:
