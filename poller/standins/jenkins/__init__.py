@@ -20,6 +20,10 @@ Deliberate simplifications, so nobody mistakes them for Jenkins behaviour:
   anonymous callers read everything.
 - A malformed ``tree`` gets 400.
 
+For chaos tests: :mod:`.faults` fails (``fail``, ``break_path``, seeded ``flaky``), slows
+(``delay``), silences (``hang``) or resets (``reset``) chosen paths, and the controller records
+when each build finished and with which result (``finished``, ``finished_at``, ``final_result``).
+
 Faithful on purpose: ``*`` in a tree matches every property, ``allBuilds`` included (Stapler's
 ``NamedPathPruner`` ignores visibility), so ``jobs[*]`` costs what it costs on Jenkins.
 
@@ -36,9 +40,17 @@ Standard library only; nothing here imports pytest.
 
 from __future__ import annotations
 
-from .controller import FakeJenkins
+from .controller import FakeJenkins, Finished
 from .seed import seed_bulk, seed_demo
 from .server import Recorded
 from .tree import TreeError, parse_tree
 
-__all__ = ["FakeJenkins", "Recorded", "TreeError", "parse_tree", "seed_bulk", "seed_demo"]
+__all__ = [
+    "FakeJenkins",
+    "Finished",
+    "Recorded",
+    "TreeError",
+    "parse_tree",
+    "seed_bulk",
+    "seed_demo",
+]

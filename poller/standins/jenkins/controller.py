@@ -6,21 +6,30 @@ import copy
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .builds import _add_interrupted, _make_build
 from .faults import Faults
-from .model import _Container, _Explicit, _Item, _Job, _Root
+from .model import _Container, _Explicit, _Item, _Job, _Lazy, _Root
 from .names import _WF_STATUS, CONTAINER_CLASSES, RESULTS, _now_ms, _sha
 from .server import Recorded, _Server
+
+
+class Finished(NamedTuple):
+    """When a build became finished in the stand-in, and with which result."""
+
+    at: float  # time.time(), taken before any request could see the build finished
+    result: str
 
 
 class FakeJenkins:
     """A Jenkins controller on 127.0.0.1 with an editable model of folders, jobs and builds.
 
     The port is bound at construction, so ``url`` (and every build's ``url``) is final before
-    ``start()``. Mutators may be called while the server answers; a lock keeps answers
-    consistent. Usable as a context manager (``with FakeJenkins() as fj: ...``).
+    ``start()``. Mutators (``add_*``, ``finish_build``, ``delete_*``, ``recreate_job``) may be
+    called from any thread while the server answers: they and every answer hold one lock, so
+    an answer sees the model before or after a change, never halfway. Usable as a context
+    manager (``with FakeJenkins() as fj: ...``).
     """
 
     #: Size of every git ``BuildData.buildsByBranchName`` map (besides the built branch):
@@ -47,6 +56,8 @@ class FakeJenkins:
         self._stopping = threading.Event()
         self.faults = Faults()
         self._queue_id = 100
+        self._finished: dict[tuple[str, int], Finished] = {}
+        self._bulk_seeded: dict[str, float] = {}  # job full name -> when seed_bulk made it
         self._session = _sha(id(self), time.time())[:8]
         self.requests: list[Recorded] = []
         self._httpd = _Server(self)
@@ -213,6 +224,11 @@ class FakeJenkins:
                 queue_id=self._queue_id,
                 lazy_map=False,
             )
+            key = (j.full_name, n)
+            if building or result is None:
+                self._finished.pop(key, None)
+            else:
+                self._finished[key] = Finished(time.time(), result)
             j.add(_Explicit(data, copy.deepcopy(stages)))
             return data
 
@@ -225,6 +241,10 @@ class FakeJenkins:
         with self._lock:
             j = self._existing_job(job)
             rec = j.runs[number]
+            key = (j.full_name, number)
+            before = self.finished(j.full_name, number)
+            at = before.at if before is not None and not rec.building else time.time()
+            self._finished[key] = Finished(at, result)
             if isinstance(rec, _Explicit):
                 rec.data.update(
                     building=False,
@@ -258,6 +278,51 @@ class FakeJenkins:
                 raise KeyError(f"no item {full_name!r}")
             item.parent.remove(item.name)
 
+    def recreate_job(self, full_name: str, kind: str | None = None) -> None:
+        """Delete the job if it exists and add it again, empty (numbers restart at 1).
+
+        Atomic: a request sees the old job or the new one, never none (call ``delete_job``
+        then ``add_job`` for a window in which it is gone).
+        """
+        with self._lock:
+            item = self._find(full_name)
+            if isinstance(item, _Container):
+                raise ValueError(f"{full_name!r} is a {item.kind}, not a job")
+            if item is not None and item.parent is not None:
+                item.parent.remove(item.name)
+            self._job(full_name, kind)
+
+    def finished(self, job: str, number: int) -> Finished | None:
+        """When build ``job`` #``number`` became finished, and its result; None if it has not.
+
+        Recorded by ``add_build`` (a build added finished) and ``finish_build``; ``seed_bulk``
+        builds count as finished when they were seeded. Kept after the build or job is deleted;
+        a new build with the same job and number replaces it.
+        """
+        key = (job.strip("/"), number)
+        with self._lock:
+            got = self._finished.get(key)
+            if got is not None:
+                return got
+            seeded = self._bulk_seeded.get(key[0])
+            if seeded is None:
+                return None
+            item = self._find(key[0])
+            rec = item.runs.get(number) if isinstance(item, _Job) else None
+            if isinstance(rec, _Lazy) and not rec.building and rec.result is not None:
+                return Finished(seeded, rec.result)
+            return None
+
+    def finished_at(self, job: str, number: int) -> float | None:
+        """``time.time()`` when the build became finished (see :meth:`finished`), else None."""
+        got = self.finished(job, number)
+        return None if got is None else got.at
+
+    def final_result(self, job: str, number: int) -> str | None:
+        """The result the build finished with (see :meth:`finished`), else None."""
+        got = self.finished(job, number)
+        return None if got is None else got.result
+
     # -- faults and recording ----------------------------------------------------------------
     def fail(self, path_regex: str, status: int = 500, times: int | None = None) -> None:
         """Answer ``status`` (HTML body) to requests whose path ``re.search``-matches.
@@ -270,7 +335,32 @@ class FakeJenkins:
         """Sleep ``seconds`` before answering matching requests (timeout tests)."""
         self.faults.delay(path_regex, seconds)
 
+    def flaky(self, rate: float, *, seed: int, status: int = 500, path_regex: str = ".*") -> None:
+        """Fail each matching request with ``status`` with probability ``rate``.
+
+        Draws come from ``random.Random(seed)``, one per matching request, so the n-th matching
+        request fares the same in every run (see :mod:`.faults`).
+        """
+        self.faults.flaky(rate, seed=seed, status=status, path_regex=path_regex)
+
+    def break_path(self, path_regex: str, status: int = 500) -> None:
+        """Answer ``status`` to every matching request until ``heal`` or ``clear_faults``."""
+        self.faults.break_path(path_regex, status)
+
+    def hang(self, path_regex: str, seconds: float, times: int | None = None) -> None:
+        """Accept matching requests and send nothing for ``seconds``, then close: no answer."""
+        self.faults.hang(path_regex, seconds, times)
+
+    def reset(self, path_regex: str, times: int | None = None) -> None:
+        """Send the headers and half the body of matching answers, then reset the connection."""
+        self.faults.reset(path_regex, times)
+
+    def heal(self, path_regex: str) -> int:
+        """Remove every fault added with exactly this ``path_regex``; returns how many."""
+        return self.faults.heal(path_regex)
+
     def clear_faults(self) -> None:
+        """Remove every fault."""
         self.faults.clear()
 
     def reset_requests(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from .fixtures import _fixtures
@@ -219,6 +220,7 @@ def seed_bulk(
     weights = (("SUCCESS", 80), ("FAILURE", 10), ("UNSTABLE", 5), ("ABORTED", 4), ("NOT_BUILT", 1))
     table = [r for r, w in weights for _ in range(w)]
     with fj._lock:
+        seeded = time.time()
         serial = 0
         for f in range(folders):
             folder = fj._container(f"folder-{f:03d}")
@@ -247,4 +249,5 @@ def seed_bulk(
                         runs[n] = _Lazy(job, n, table[int(rand() * 100)], False, ts, dur)
                 job.nums = list(range(1, builds_per_job + 1))
                 job.next_number = builds_per_job + 1
+                fj._bulk_seeded[job.full_name] = seeded
                 serial += 1

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import re
 import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,6 +36,9 @@ class Recorded(NamedTuple):
     status: int
     raw_query: str = ""
     size: int = 0  # response body bytes: lets benchmarks see who fetched the BuildData bloat
+    #: the fault that shaped the answer: "" (none), "delay", "fail", "break", "flaky", "hang"
+    #: (status 0: no answer was sent) or "reset" (status line sent, body cut off)
+    fault: str = ""
 
 
 class _NotFound(Exception):
@@ -117,6 +121,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, fj: FakeJenkins) -> None:
         self.fj = fj
         self.conns: set[socket.socket] = set()
+        self.resets: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -128,9 +133,20 @@ class _Server(ThreadingHTTPServer):
             self.conns.add(sock)
         return sock, addr
 
+    def reset_on_close(self, sock: socket.socket) -> None:
+        """Close ``sock`` with a TCP RST (SO_LINGER 0) instead of a FIN when its request ends."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self.conns_lock:
+            self.resets.add(sock)
+
     def shutdown_request(self, request: Any) -> None:
         with self.conns_lock:
             self.conns.discard(request)
+            reset = request in self.resets
+            self.resets.discard(request)
+        if reset:  # no shutdown(SHUT_WR) first: that would send a FIN before the RST
+            self.close_request(request)
+            return
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -201,16 +217,31 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
     length = int(h.headers.get("Content-Length") or 0)
     if length:
         h.rfile.read(length)
+    hang = fj.faults.hang_for(path)
+    if hang is not None:
+        _record(fj, Recorded(method, path, query, 0, raw_query, 0, "hang"))
+        fj._stopping.wait(hang)
+        h.close_connection = True  # no answer at all: the connection just closes
+        return
     pause = fj.faults.pause(path)
+    fault = "delay" if pause else ""
     if pause:
         fj._stopping.wait(pause)
     extra: list[tuple[str, str]] = []
-    try:
-        status, ctype, body = _answer(fj, method, path, raw_query, query, h.headers, extra)
-    except Exception as exc:  # a stand-in bug must not hang the client
-        status, ctype, body = 500, _HTML, _error_page(500, path, f"{type(exc).__name__}: {exc}")
-    with fj._req_lock:
-        fj.requests.append(Recorded(method, path, query, status, raw_query, len(body)))
+    failed = fj.faults.failure(path)
+    if failed is not None:
+        fault, status = failed
+        ctype, body = _HTML, _error_page(status, path)
+    else:
+        try:
+            status, ctype, body = _answer(fj, method, path, raw_query, query, h.headers, extra)
+        except Exception as exc:  # a stand-in bug must not hang the client
+            status, ctype = 500, _HTML
+            body = _error_page(500, path, f"{type(exc).__name__}: {exc}")
+    sent = b"" if method == "HEAD" else body
+    if fj.faults.resets(path):
+        fault, sent = "reset", sent[: len(sent) // 2]
+    _record(fj, Recorded(method, path, query, status, raw_query, len(sent), fault))
     try:
         h.send_response(status)
         h.send_header("Content-Type", ctype)
@@ -225,10 +256,18 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
             h.send_header("Connection", "close")
             h.close_connection = True
         h.end_headers()
-        if method != "HEAD":
-            h.wfile.write(body)
+        h.wfile.write(sent)
+        if fault == "reset":
+            h.wfile.flush()
+            h.server.reset_on_close(h.connection)
+            h.close_connection = True
     except (BrokenPipeError, ConnectionResetError):
         h.close_connection = True
+
+
+def _record(fj: FakeJenkins, rec: Recorded) -> None:
+    with fj._req_lock:
+        fj.requests.append(rec)
 
 
 def _user(fj: FakeJenkins, headers: Any) -> tuple[str | None, str | None]:
@@ -264,9 +303,6 @@ def _answer(
     headers: Any,
     extra: list[tuple[str, str]],
 ) -> tuple[int, str, bytes]:
-    failed = fj.faults.failure(path)
-    if failed is not None:
-        return failed, _HTML, _error_page(failed, path)
     ctx = fj.context_path
     if not (path == ctx or path.startswith(ctx + "/")):
         return 404, _HTML, _error_page(404, path)
