@@ -169,26 +169,54 @@ class JenkinsConnector:
     # -- the Connector protocol -----------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """Version and identity, through python-jenkins, for `sei-poller check`."""
+        """Version and identity from one authenticated request, for `sei-poller check`.
+
+        Not python-jenkins' `get_version()`: it sends its request without credentials (the
+        library sets them on the session only inside the first `jenkins_request`), so a Jenkins
+        that denies anonymous read answers it 403 and good credentials looked refused. Here
+        `me/api/json` goes through `jenkins_request`, which resolves the credentials first, and
+        the version is that answer's `X-Jenkins` header.
+        """
+        url = self.base + "me/api/json"
+        req = requests.Request("GET", url, params={"tree": "id,fullName"})
+        where = redact_url(self.base)
         try:
-            version = self._jk.get_version()
-            who = self._jk.get_whoami()
+            with self._throttle.slot():
+                resp = self._jk.jenkins_request(req, add_crumb=False, stream=True)
+                try:
+                    body = read_capped(resp, where, MAX_BODY)
+                finally:
+                    resp.close()
+        except jenkins.TimeoutException:
+            raise ConnectorError("cannot reach Jenkins: timed out", url=where) from None
         except jenkins.JenkinsException as exc:
             status = _status_of(exc)
             if status in (401, 403):
                 raise ConnectorError(
-                    f"Jenkins refused the credentials (HTTP {status})",
-                    url=redact_url(self.base),
-                    status=status,
+                    f"Jenkins refused the credentials (HTTP {status})", url=where, status=status
                 ) from None
             raise ConnectorError(
-                f"Jenkins answered HTTP {status or 'error'}",
-                url=redact_url(self.base),
-                status=status,
+                f"Jenkins answered HTTP {status or 'error'}", url=where, status=status
+            ) from None
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            raise ConnectorError(
+                f"Jenkins answered HTTP {status or 'error'}", url=where, status=status
             ) from None
         except requests.RequestException as exc:
+            raise ConnectorError(f"cannot reach Jenkins: {type(exc).__name__}", url=where) from None
+        version = resp.headers.get("X-Jenkins")
+        if not version:
             raise ConnectorError(
-                f"cannot reach Jenkins: {type(exc).__name__}", url=redact_url(self.base)
+                "the answer has no X-Jenkins header: is this the URL of a Jenkins?",
+                url=where,
+                status=resp.status_code,
+            )
+        try:
+            who = json.loads(body)
+        except ValueError:
+            raise ConnectorError(
+                "answer is not JSON (truncated or an HTML error page?)", url=where
             ) from None
         return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
 

@@ -42,6 +42,35 @@ def test_check_fails_with_bad_jenkins_token(env: Env, capsys) -> None:
     assert "wrong" not in out
 
 
+def test_check_passes_against_a_jenkins_that_denies_anonymous_read(env: Env, capsys) -> None:
+    """Every request `check` sends carries the credentials: none is refused as anonymous.
+
+    python-jenkins' get_version() goes out before the library resolves auth, so against a
+    secured Jenkins it drew a 403 and `check` blamed good credentials.
+    """
+    env.jenkins.reset_requests()
+    assert env.run("check") == 0
+    out = capsys.readouterr().out
+    assert "jenkins-main  ok      Jenkins 2.440.3 as sei-bot, 2 jobs" in out
+    assert "refused" not in out
+    assert env.jenkins.requests and all(r.status == 200 for r in env.jenkins.requests)
+
+
+def test_check_without_credentials_is_refused_clearly(env: Env, capsys) -> None:
+    """No username/token against a secured Jenkins: the 403 is reported as refused credentials."""
+    server = {
+        "name": "jenkins-main",
+        "type": "jenkins",
+        "url": env.jenkins.url,
+        "instance_guid": "g",
+        "instance_name": "n",
+    }
+    cfg = write_config(env.config, sei_url=env.sei.url, servers=[server])
+    assert main(["-c", str(cfg), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "jenkins-main  FAILED" in out and "refused the credentials (HTTP 403)" in out
+
+
 def test_check_fails_with_bad_sei_key(env: Env, capsys) -> None:
     env.sei.refuse_key(True)
     assert env.run("check") == 1
@@ -96,3 +125,23 @@ def test_register_failure_exits_1_with_status_and_body(
     assert _register(httpserver, tmp_path) == 1
     err = capsys.readouterr().err
     assert "HTTP 404" in err and "integration 1 not found" in err
+
+
+def test_check_reports_a_server_that_is_not_jenkins(
+    httpserver: HTTPServer, tmp_path: Path, capsys
+) -> None:
+    """A 200 without an X-Jenkins header (not Jenkins, or a proxy eating it): said so, no crash."""
+    httpserver.expect_request("/me/api/json").respond_with_json({"id": "sei-bot"})
+    server = {
+        "name": "j",
+        "type": "jenkins",
+        "url": httpserver.url_for("/"),
+        "username": "sei-bot",
+        "token": "t0ken-x",
+        "instance_guid": "g",
+        "instance_name": "n",
+    }
+    cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/sei/"), servers=[server])
+    assert main(["-c", str(cfg), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "j       FAILED" in out and "no X-Jenkins header" in out

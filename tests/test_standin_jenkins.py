@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
+from urllib.parse import quote_plus
 
 import jenkins
 import pytest
@@ -365,21 +366,85 @@ def test_permalinks(demo: FakeJenkins, http_: requests.Session) -> None:
 # -- auth --------------------------------------------------------------------------------------
 
 
+ANONYMOUS_PATHS = [
+    "",
+    "api/json",
+    "whoAmI/api/json",
+    "crumbIssuer/api/json",
+    "me/api/json",
+    "queue/api/json",
+    "login",
+    "job/team/",
+    "job/team/job/api/api/json?tree=builds[number]{0,5}",
+    "job/team/job/api/1/api/json",
+    "job/team/job/api/lastBuild/api/json",
+    "job/team/job/deploy/1/wfapi/describe",
+    "job/team/job/deploy/wfapi/runs",
+    "job/svc/job/feature%252Fx/1/consoleText",
+    "view/all/job/team/api/json",
+    "job/no-such-job/api/json",
+]
+
+
+@pytest.mark.parametrize("path", ANONYMOUS_PATHS)
+def test_every_path_refuses_anonymous_like_secured_jenkins(demo: FakeJenkins, path: str) -> None:
+    """No credentials: Jenkins' 403 for a missing Overall/Read, on every path, dashboard too."""
+    resp = requests.get(demo.url + path, timeout=5)
+    assert resp.status_code == 403
+    h = resp.raw.headers  # urllib3's: repeated headers stay separate
+    assert h["X-Jenkins"] == "2.440.3" and h["X-Hudson"] == "1.395" and h["X-Jenkins-Session"]
+    assert h["X-You-Are-Authenticated-As"] == "anonymous"
+    assert h["X-You-Are-In-Group-Disabled"].startswith("JENKINS-39402: ")
+    assert h["X-Required-Permission"] == "hudson.model.Hudson.Read"
+    assert h.getlist("X-Permission-Implied-By") == [
+        "hudson.security.Permission.GenericRead",
+        "hudson.model.Hudson.Administer",
+    ]
+    assert h["Content-Type"] == "text/html;charset=UTF-8"
+    assert "WWW-Authenticate" not in h
+    sent = resp.request.path_url
+    login = "/jenkins/login?from=" + quote_plus(sent, safe="*")
+    assert resp.text.startswith(
+        f"<html><head><meta http-equiv='refresh' content='1;url={login}'/>"
+        f"<script>window.location.replace('{login}');</script></head>"
+    )
+    assert "\nAuthentication required\n<!--\nYou are authenticated as: anonymous\n" in resp.text
+    assert "Permission you need to have (but didn't): hudson.model.Hudson.Read\n" in resp.text
+    assert resp.text.rstrip().endswith("-->\n\n</body></html>")
+
+
 def test_auth(demo: FakeJenkins) -> None:
-    """No or wrong credentials: 401; the dashboard page answers anonymously (get_version)."""
-    assert requests.get(demo.url + "api/json", timeout=5).status_code == 401
-    wrong = requests.get(demo.url + "api/json", auth=(USER, "nope"), timeout=5)
-    assert wrong.status_code == 401
-    assert "X-Jenkins" in wrong.headers
-    page = requests.get(demo.url, timeout=5)
-    assert page.status_code == 200 and page.headers["X-Jenkins"] == "2.440.3"
-    assert requests.get(demo.url, auth=(USER, "nope"), timeout=5).status_code == 401
+    """Anonymous (or a non-Basic scheme): 403; wrong or malformed Basic credentials: 401."""
+    for method in ("HEAD", "POST"):
+        resp = requests.request(method, demo.url + "api/json", timeout=5)
+        assert resp.status_code == 403
+    bearer = {"Authorization": "Bearer " + TOKEN}
+    assert requests.get(demo.url + "api/json", headers=bearer, timeout=5).status_code == 403
+    for path in ("", "api/json", "job/team/job/api/1/api/json"):
+        wrong = requests.get(demo.url + path, auth=(USER, "nope"), timeout=5)
+        assert wrong.status_code == 401 and wrong.headers["X-Jenkins"] == "2.440.3"
+        assert wrong.headers["WWW-Authenticate"] == 'Basic realm="Jenkins"'
+        assert f"Invalid password/token for user: {USER}" in wrong.text
+    malformed = {"Authorization": "Basic bm8tY29sb24="}  # "no-colon"
+    resp = requests.get(demo.url + "api/json", headers=malformed, timeout=5)
+    assert resp.status_code == 401 and "Malformed HTTP basic Authorization header" in resp.text
     assert requests.get(demo.url + "api/json", auth=(USER, TOKEN), timeout=5).status_code == 200
+    assert requests.get(demo.url, auth=(USER, TOKEN), timeout=5).status_code == 200
+
+
+def test_outside_the_context_path_is_not_jenkins(demo: FakeJenkins) -> None:
+    """Outside /jenkins the servlet container answers 404, before any security check."""
+    root = demo.url.removesuffix("jenkins/")
+    assert requests.get(root + "api/json", timeout=5).status_code == 404
 
 
 def test_open_controller_without_auth() -> None:
+    """require_auth=False: anonymous may read; wrong credentials are still refused."""
     with FakeJenkins(require_auth=False) as open_fj:
         assert requests.get(open_fj.url + "api/json", timeout=5).status_code == 200
+        assert requests.get(open_fj.url, timeout=5).status_code == 200
+        wrong = requests.get(open_fj.url + "api/json", auth=(USER, "nope"), timeout=5)
+        assert wrong.status_code == 401
 
 
 # -- wfapi -------------------------------------------------------------------------------------
@@ -449,9 +514,12 @@ def test_wfapi_404_for_freestyle_and_missing_builds(
 def test_python_jenkins_calls_a_naive_script_makes(demo: FakeJenkins) -> None:
     """get_version, get_whoami, get_all_jobs, get_job_info(fetch_all_builds), get_build_info."""
     server = jenkins.Jenkins(demo.url, username=USER, password=TOKEN, timeout=5)
-    assert server.get_version() == "2.440.3"
+    with pytest.raises(jenkins.JenkinsException):
+        server.get_version()  # sent before python-jenkins resolves auth: anonymous, 403
+    assert demo.requests[-1].status == 403
     me = server.get_whoami()
     assert me["id"] == USER and me["_class"] == "hudson.model.User"
+    assert server.get_version() == "2.440.3"  # now the session carries the credentials
     names = {j["fullname"] for j in server.get_all_jobs()}
     assert {"team/api", "team/deploy", "svc/main", "svc/feature%2Fx", "nightly-cleanup"} <= names
     info = server.get_job_info("big/history", fetch_all_builds=True)
@@ -554,7 +622,7 @@ def test_requests_are_recorded(fj: FakeJenkins) -> None:
     assert last.path == "/job/svc/job/feature%252Fx/api/json"
     assert last.query == {"tree": "builds[number]{0,5}"}
     assert last.status == 200 and last.size > 0
-    assert fj.requests[-1].status == 401
+    assert fj.requests[-1].status == 403
     assert fj.count(r"feature%252Fx") == 1
     assert fj.count() == 2
     fj.reset_requests()
