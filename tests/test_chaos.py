@@ -1,8 +1,8 @@
 """Randomized, seeded fault schedules against real processes, checked against invariants.
 
-Each seed plays a schedule that mixes Jenkins faults (500 bursts, latency, builds finishing
-out of order, a build deleted, a job recreated, a folder failing for a while, a build whose
-stages never load), SEI faults (503, 429 with Retry-After, a poison build answered 400, POSTs
+Each seed plays a schedule that mixes Jenkins faults (500 bursts, a share of all GETs
+failing, hangs, latency, builds finishing out of order, a build deleted, a job recreated, a
+folder failing for a while, a build whose stages never load), SEI faults (503, 429 with Retry-After, a poison build answered 400, POSTs
 that hang past the timeout) and process faults (SIGKILL of the daemon at random moments, a
 `once` next to `run`). Then the faults stop, the daemon polls a few times cleanly, and:
 
@@ -227,6 +227,8 @@ class World:
                 "delete",
                 "recreate",
                 "burst",
+                "flaky",
+                "jhang",
                 "latency",
                 "folder",
                 "broken",
@@ -238,7 +240,7 @@ class World:
                 "once",
                 "clear",
             ],
-            weights=[14, 8, 10, 2, 1, 4, 2, 2, 1, 3, 2, 1, 1, 3, 2, 4],
+            weights=[14, 8, 10, 2, 1, 4, 3, 1, 2, 2, 1, 3, 2, 1, 1, 3, 2, 4],
         )[0]
         self.log.append(f"{what} {job}")
         if what == "finished":
@@ -254,6 +256,10 @@ class World:
         elif what == "burst":
             target = rng.choice([".*", self._job_path(job) + "/", r"/api/json$"])
             self.jenkins.fail(target, 500, times=rng.randint(2, 12))
+        elif what == "flaky":  # a controller under load: a share of every GET fails
+            self.jenkins.flaky(rng.choice([0.1, 0.25, 0.5]), seed=rng.randrange(1 << 30))
+        elif what == "jhang":  # no answer at all, past the client's timeout
+            self.jenkins.hang(rng.choice([".*", r"/wfapi/"]), 3.0, times=rng.randint(1, 3))
         elif what == "latency":
             self.jenkins.delay(".*", rng.choice([0.2, 0.5, 2.5]))  # 2.5 s: past the timeout
         elif what == "folder":

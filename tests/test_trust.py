@@ -60,6 +60,28 @@ def _age_problems(env: Env, seconds: float) -> None:
         db.execute("UPDATE problems SET retry_at = 0, first_at = first_at - ?", [seconds])
 
 
+# -- a flaky Jenkins converges -----------------------------------------------------------
+
+
+def test_a_jenkins_answering_a_quarter_of_its_gets_with_500_converges(env: Env) -> None:
+    """A controller under load behind a proxy: 25 % of GETs answer 500, seeded."""
+    _pipeline(env, "team/pipe", range(1, 31))  # 30 builds: 30 wfapi calls in one scan
+    for job in ("team/a", "b"):
+        for n in range(1, 8):
+            env.jenkins.add_build(job, n, timestamp=T0 + n, duration=10)
+    env.jenkins.flaky(0.25, seed=20261201)
+    runs = 0
+    while len(env.runs()) < 44 and runs < 8:
+        env.once()
+        runs += 1
+    assert len(env.runs()) == 44, f"{len(env.runs())} of 44 builds after {runs} runs"
+    assert runs <= 3, f"took {runs} runs to converge"
+    keys = env.sei.keys()
+    assert len(keys) == len(set(keys)), "a flaky Jenkins made us post a build twice"
+    faulted = sum(r.fault == "flaky" for r in env.jenkins.requests)
+    assert faulted >= 8, f"only {faulted} faults injected: the test proves little"
+
+
 # -- a scan that fails half-way keeps what it found ---------------------------------------
 
 

@@ -324,12 +324,20 @@ class FakeJenkins:
         return None if got is None else got.result
 
     # -- faults and recording ----------------------------------------------------------------
-    def fail(self, path_regex: str, status: int = 500, times: int | None = None) -> None:
+    def fail(
+        self,
+        path_regex: str,
+        status: int = 500,
+        times: int | None = None,
+        *,
+        query: str | None = None,
+    ) -> None:
         """Answer ``status`` (HTML body) to requests whose path ``re.search``-matches.
 
         The path is matched as sent (percent-encoded, no query). ``times=None``: forever.
+        ``query``: a regex the decoded query string must match as well.
         """
-        self.faults.fail(path_regex, status, times)
+        self.faults.fail(path_regex, status, times, query)
 
     def delay(self, path_regex: str, seconds: float) -> None:
         """Sleep ``seconds`` before answering matching requests (timeout tests)."""

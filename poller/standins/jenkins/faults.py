@@ -33,13 +33,20 @@ class _Fault:
     seconds: float = 0.0
     rate: float = 0.0
     rng: random.Random | None = None
+    query: str | None = None  # also match the raw query string (one page of a listing)
     rx: re.Pattern[str] = field(init=False)
+    qx: re.Pattern[str] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rx = re.compile(self.pattern)
+        self.qx = re.compile(self.query) if self.query is not None else None
 
-    def matches(self, path: str) -> bool:
-        return (self.left is None or self.left > 0) and self.rx.search(path) is not None
+    def matches(self, path: str, query: str = "") -> bool:
+        return (
+            (self.left is None or self.left > 0)
+            and self.rx.search(path) is not None
+            and (self.qx is None or self.qx.search(query) is not None)
+        )
 
     def spend(self) -> None:
         if self.left is not None:
@@ -61,9 +68,18 @@ class Faults:
             self._faults.append(fault)
 
     # -- adding ----------------------------------------------------------------------------
-    def fail(self, path_regex: str, status: int = 500, times: int | None = None) -> None:
-        """Answer ``status`` (HTML body) to matching requests; ``times=None``: forever."""
-        self._add(_Fault("fail", path_regex, left=times, status=status))
+    def fail(
+        self,
+        path_regex: str,
+        status: int = 500,
+        times: int | None = None,
+        query: str | None = None,
+    ) -> None:
+        """Answer ``status`` (HTML body) to matching requests; ``times=None``: forever.
+
+        ``query``: a regex the decoded query string must match too (one page of a listing).
+        """
+        self._add(_Fault("fail", path_regex, left=times, status=status, query=query))
 
     def break_path(self, path_regex: str, status: int = 500) -> None:
         """Answer ``status`` to every matching request until :meth:`heal` or :meth:`clear`."""
@@ -124,12 +140,12 @@ class Faults:
                 (f.seconds for f in self._faults if f.kind == "delay" and f.matches(path)), 0.0
             )
 
-    def failure(self, path: str) -> tuple[str, int] | None:
+    def failure(self, path: str, query: str = "") -> tuple[str, int] | None:
         """(fault kind, status) to answer ``path`` with instead of its real answer, if any."""
         fired: tuple[str, int] | None = None
         with self._lock:
             for f in self._faults:
-                if f.kind not in ("fail", "break", "flaky") or not f.matches(path):
+                if f.kind not in ("fail", "break", "flaky") or not f.matches(path, query):
                     continue
                 if f.kind == "flaky":
                     assert f.rng is not None

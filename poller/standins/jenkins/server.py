@@ -228,7 +228,7 @@ def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
     if pause:
         fj._stopping.wait(pause)
     extra: list[tuple[str, str]] = []
-    failed = fj.faults.failure(path)
+    failed = fj.faults.failure(path, unquote(raw_query))
     if failed is not None:
         fault, status = failed
         ctype, body = _HTML, _error_page(status, path)
