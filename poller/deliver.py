@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Deliverer:
         """
         report = Report()
         inflight: dict[Future[Outcome], Item] = {}
+        ready: deque[Item] = deque()  # claimed a batch at a time: one write per batch
         exhausted = False
         ends = None if budget is None else time.monotonic() + budget
         while True:
@@ -83,17 +85,21 @@ class Deliverer:
                 or time.time() < self.paused_until
                 or (ends is not None and time.monotonic() > ends)
             )
-            if not halted and not exhausted and len(inflight) < self.concurrency:
-                fresh = self.state.claim(self.concurrency - len(inflight), self.lease)
-                for item in fresh:
+            if not halted and len(inflight) < self.concurrency:
+                if not ready and not exhausted:
+                    ready.extend(self.state.claim(2 * self.concurrency, self.lease))
+                    exhausted = not ready
+                while ready and len(inflight) < self.concurrency:
+                    item = ready.popleft()
                     inflight[self._pool.submit(self.sender.post, item.payload)] = item
-                exhausted = not fresh
             if not inflight:
+                self.state.release([i.id for i in ready])  # others may take them now
                 return report
             # Short slices, so a stop request is noticed while SEI sits on a POST.
             done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
             if not done and self._past_grace():
                 log.warning("abandoning POSTs in flight; they stay pending", count=len(inflight))
+                self.state.release([i.id for i in ready])
                 return report
             for fut in done:
                 self._record(inflight.pop(fut), fut.result(), report)

@@ -385,6 +385,17 @@ class State:
             ).fetchall()
         return sorted((Item(*r) for r in rows), key=lambda i: i.id)
 
+    def release(self, ids: list[int]) -> None:
+        """Give back rows claimed but not posted (delivery paused or stopping)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                [(i, self.owner) for i in ids],
+            )
+
     def release_leases(self) -> None:
         """On a clean exit: rows this process still holds are free for the next one."""
         with self._write() as conn:
