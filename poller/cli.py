@@ -222,10 +222,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Config, every CI server (and what it will poll), SEI; exit 0 only if all pass.
+
+    WARN (a server on which nothing matches include/exclude) is shown, not failed.
+    """
     from poller.registry import origin
 
     cfg = wiring.config(args.config)
-    rows: list[tuple[str, str, str]] = [("config", "ok", str(cfg.path))]
+    rows: list[tuple[str, str, list[str]]] = [("config", "ok", [str(cfg.path)])]
     for server in cfg.servers:
         rows.append(_check_server(server, origin(server.config.type)))
     sender = Sender.from_config(cfg.sei)
@@ -236,33 +240,40 @@ def cmd_check(args: argparse.Namespace) -> int:
         (
             "sei",
             "ok" if ok else "FAILED",
-            f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}",
+            [f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}"],
         )
     )
     width = max(len(r[0]) for r in rows)
-    for name, status, detail in rows:
-        print(f"{name.ljust(width)}  {status.ljust(6)}  {logs.REDACTOR.scrub(detail)}")
-    return OK if all(r[1] == "ok" for r in rows) else FAILED
+    for name, status, lines in rows:
+        first, *rest = lines
+        print(f"{name.ljust(width)}  {status.ljust(6)}  {logs.REDACTOR.scrub(first)}")
+        for line in rest:
+            print(f"{'':{width}}  {'':6}  {logs.REDACTOR.scrub(line)}")
+    return OK if all(r[1] in ("ok", "WARN") for r in rows) else FAILED
 
 
-def _check_server(server: Server, provider: str) -> tuple[str, str, str]:
+def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
+    """Reach the server, then say what it will poll: jobs matched, builds in the window."""
+    from poller.scope import report, survey
+
     try:
         connector = wiring.connector(server)
         try:
             info = connector.describe()
-            jobs = sum(1 for _ in connector.discover())
+            jobs = list(connector.discover())
+            scope = survey(connector, server, jobs)
         finally:
             connector.close()
     except SeiPollerError as exc:
-        return (server.name, "FAILED", f"{server.config.url}: {exc}")
+        return (server.name, "FAILED", [f"{server.config.url}: {exc}"])
     except Exception as exc:
-        return (server.name, "FAILED", f"{server.config.url}: {type(exc).__name__}: {exc}")
-    return (
-        server.name,
-        "ok",
-        f"{info.get('version')} as {info.get('user')}, {jobs} jobs "
-        f"({server.config.type} ← {provider})",
+        return (server.name, "FAILED", [f"{server.config.url}: {type(exc).__name__}: {exc}"])
+    status, lines = report(server, scope)
+    head = (
+        f"{info.get('version')} as {info.get('user')}, {len(jobs)} jobs "
+        f"({server.config.type} ← {provider})"
     )
+    return (server.name, status, [head, *lines])
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
