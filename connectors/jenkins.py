@@ -223,6 +223,20 @@ class JenkinsConnector:
     def close(self) -> None:
         self._jk._session.close()
 
+    def recent_builds(self, job: JobRef, limit: int) -> list[tuple[int, int]]:
+        """Optional, for `sei-poller check`: (number, start ms) of the newest `limit` builds.
+
+        Newest first, running builds included: one small `builds[number,timestamp]{0,N}`
+        request (`allBuilds` past the 100 that `builds` holds), whatever the builds hold.
+        """
+        field = "builds" if limit <= PAGE else "allBuilds"
+        page = self.get_json(job.url + "api/json", f"{field}[number,timestamp]{{0,{limit}}}")
+        return [
+            (b["number"], int(b.get("timestamp") or 0))
+            for b in page.get(field) or []
+            if isinstance(b, dict) and isinstance(b.get("number"), int)
+        ]
+
     def discover(self) -> Iterator[JobRef | Unlisted]:
         """Every buildable job, one request per container (paged), never one per job.
 

@@ -61,55 +61,87 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sei-poller",
         description="Poll CI servers and deliver every finished build to Harness SEI.",
+        parents=[_global_options(after_command=False)],
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        help="config file (default: $SEI_POLLER_CONFIG, else /etc/sei-poller/config.toml)",
-    )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", choices=["json", "console"], default=None)
     p.add_argument("--version", action="version", version=f"sei-poller {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Every command takes the global options too, so `sei-poller once -c config.toml` works.
+    common = [_global_options(after_command=True)]
 
-    sub.add_parser("run", help="daemon: poll every server, deliver continuously").set_defaults(
-        func=cmd_run
-    )
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=common)
 
-    once = sub.add_parser("once", help="poll each server once, deliver what is due, exit")
+    command("run", "daemon: poll every server, deliver continuously").set_defaults(func=cmd_run)
+
+    once = command("once", "poll each server once, deliver what is due, exit")
     once.add_argument("--server")
     _dry_run_args(once)
     once.set_defaults(func=cmd_once)
 
-    bf = sub.add_parser("backfill", help="read history back to --since, deliver, exit")
+    bf = command("backfill", "read history back to --since, deliver, exit")
     bf.add_argument("--server")
     bf.add_argument("--since", help="'all', an ISO date, or a duration like 90d")
     bf.add_argument("--job", help="glob over job full names")
     _dry_run_args(bf)
     bf.set_defaults(func=cmd_backfill)
 
-    st = sub.add_parser("status", help="per server and job: watermark, pending / sent / dead")
+    st = command("status", "per server and job: watermark, pending / sent / dead")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    sub.add_parser("check", help="validate config, reach every CI server and SEI").set_defaults(
-        func=cmd_check
-    )
+    command(
+        "check", "validate config, reach every CI server and SEI, show what each server will poll"
+    ).set_defaults(func=cmd_check)
 
-    dl = sub.add_parser("dead-letters", help="list or retry payloads SEI rejected")
+    dl = command("dead-letters", "list or retry payloads SEI rejected")
     dl.add_argument("action", choices=["list", "retry"])
     dl.add_argument("--server")
     dl.set_defaults(func=cmd_dead_letters)
 
-    reg = sub.add_parser("register", help="create a CI/CD instance in SEI and print its GUID")
+    reg = command("register", "create a CI/CD instance in SEI and print its GUID")
     reg.add_argument("--integration-id", required=True)
     reg.add_argument("--name", required=True)
     reg.add_argument("--type", default="jenkins")
     reg.set_defaults(func=cmd_register)
 
-    demo = sub.add_parser("demo", help="`once` against built-in Jenkins and SEI stand-ins")
+    demo = command("demo", "`once` against built-in Jenkins and SEI stand-ins")
     demo.add_argument("--keep", help="keep the demo's config and state in this directory")
     demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def _global_options(*, after_command: bool) -> argparse.ArgumentParser:
+    """-c/--config, --log-level, --log-format: accepted before the command and after it.
+
+    The copy every command gets has SUPPRESS defaults: an option not given after the command
+    then leaves the value given before it (or the main parser's default) alone, instead of
+    overwriting it with a default. Given on both sides, the one after the command wins.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=default(None),
+        help="config file (default: $SEI_POLLER_CONFIG, else /etc/sei-poller/config.toml)",
+    )
+    g.add_argument(
+        "--log-level",
+        default=default("info"),
+        choices=["debug", "info", "warning", "error"],
+        help="default: info",
+    )
+    g.add_argument(
+        "--log-format",
+        default=default(None),
+        choices=["json", "console"],
+        help="default: console on a terminal, else json",
+    )
     return p
 
 
@@ -214,10 +246,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Config, every CI server (and what it will poll), SEI; exit 0 only if all pass.
+
+    WARN (a server on which nothing matches include/exclude) is shown, not failed.
+    """
     from poller.registry import origin
 
     cfg = wiring.config(args.config)
-    rows: list[tuple[str, str, str]] = [("config", "ok", str(cfg.path))]
+    rows: list[tuple[str, str, list[str]]] = [("config", "ok", [str(cfg.path)])]
     for server in cfg.servers:
         rows.append(_check_server(server, origin(server.config.type)))
     sender = Sender.from_config(cfg.sei)
@@ -228,33 +264,40 @@ def cmd_check(args: argparse.Namespace) -> int:
         (
             "sei",
             "ok" if ok else "FAILED",
-            f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}",
+            [f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}"],
         )
     )
     width = max(len(r[0]) for r in rows)
-    for name, status, detail in rows:
-        print(f"{name.ljust(width)}  {status.ljust(6)}  {logs.REDACTOR.scrub(detail)}")
-    return OK if all(r[1] == "ok" for r in rows) else FAILED
+    for name, status, lines in rows:
+        first, *rest = lines
+        print(f"{name.ljust(width)}  {status.ljust(6)}  {logs.REDACTOR.scrub(first)}")
+        for line in rest:
+            print(f"{'':{width}}  {'':6}  {logs.REDACTOR.scrub(line)}")
+    return OK if all(r[1] in ("ok", "WARN") for r in rows) else FAILED
 
 
-def _check_server(server: Server, provider: str) -> tuple[str, str, str]:
+def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
+    """Reach the server, then say what it will poll: jobs matched, builds in the window."""
+    from poller.scope import report, survey
+
     try:
         connector = wiring.connector(server)
         try:
             info = connector.describe()
-            jobs = sum(1 for _ in connector.discover())
+            jobs = list(connector.discover())
+            scope = survey(connector, server, jobs)
         finally:
             connector.close()
     except SeiPollerError as exc:
-        return (server.name, "FAILED", f"{server.config.url}: {exc}")
+        return (server.name, "FAILED", [f"{server.config.url}: {exc}"])
     except Exception as exc:
-        return (server.name, "FAILED", f"{server.config.url}: {type(exc).__name__}: {exc}")
-    return (
-        server.name,
-        "ok",
-        f"{info.get('version')} as {info.get('user')}, {jobs} jobs "
-        f"({server.config.type} ← {provider})",
+        return (server.name, "FAILED", [f"{server.config.url}: {type(exc).__name__}: {exc}"])
+    status, lines = report(server, scope)
+    head = (
+        f"{info.get('version')} as {info.get('user')}, {len(jobs)} jobs "
+        f"({server.config.type} ← {provider})"
     )
+    return (server.name, status, [head, *lines])
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:

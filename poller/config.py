@@ -1,16 +1,22 @@
 """TOML configuration, validated once into typed objects.
 
 Nothing downstream reads the raw TOML: every mistake is found here, reported as one line
-naming the file and the key, and the CLI exits 2.
+naming the file and the key, what is wrong and what would be right, and the CLI exits 2.
+Pydantic does the validation; its own wording never reaches the operator: every field says
+what it expects (its `description`), and `_problems` turns each error into
+`file: key: expected <that>, got <the value>`.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 import stat
 import tomllib
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,9 +28,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from poller.errors import ConfigError
 from poller.model import ServerSpec
@@ -43,48 +52,140 @@ REGIONS = {
 ENDPOINT = "/v1/custom-cicd"
 SECRET_KEYS = ("api_key", "token", "password")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HTTP_URL = re.compile(r"^https?://[^/\s]+")
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# What each kind of value should look like, in the words the messages use.
+WHOLE_1_64 = "a whole number from 1 to 64"
+DURATION = 'a duration: seconds, or a string like "90s", "5m", "1h", "30d"'
+POSITIVE_DURATION = 'a duration above 0: seconds, or a string like "90s", "5m", "1h"'
+GLOBS = 'a glob or a list of globs over job full names, like ["team/**"]'
+VERIFY_TLS = "true, false, or the path of a CA bundle file"
+SINCE = '"all", an ISO date like "2025-01-01", or a duration back from now like "30d"'
+GUID = (
+    'the SEI instance GUID that `sei-poller register` prints, like "666ba79b-3f3d-4236-'
+    'ac04-4686ce526705"'
+)
+
+
+def _invalid(detail: str = "") -> PydanticCustomError:
+    """A value of the wrong shape: the message is built from the field's description."""
+    return PydanticCustomError("invalid", "invalid value{detail}", {"detail": detail})
+
+
+def _not_bool(value: Any) -> Any:
+    """`concurrency = true` is a mistake, not the number 1 (pydantic's lax mode allows it)."""
+    if isinstance(value, bool):
+        raise _invalid()
+    return value
+
+
+def _duration(positive: bool) -> Any:
+    def check(value: Any) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise _invalid() from None
+        if positive and seconds <= 0:
+            raise _invalid()
+        return seconds
+
+    return BeforeValidator(check)
 
 
 def _duration_or_never(value: Any) -> float | None:
     if isinstance(value, str) and value.strip().lower() == "never":
         return None
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise _invalid() from None
 
 
-DurationOrNever = Annotated[float | None, BeforeValidator(_duration_or_never)]
+def _globs(value: Any) -> tuple[str, ...]:
+    """A single glob is a list of one: `cd_jobs = "**/deploy-*"` means what it says."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise _invalid()
 
 
 def _check_since(value: Any) -> Any:
-    parse_since(value)
+    if isinstance(value, bool | time) or not isinstance(value, str | int | float | date):
+        raise _invalid()
+    try:
+        parse_since(value)
+    except ValueError:
+        raise _invalid() from None
     return value
 
 
+def _check_verify(value: Any, info: ValidationInfo) -> bool | str:
+    """A CA bundle path, relative to the config file like every other path in it."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not value:
+        raise _invalid()
+    path = Path(value)
+    if not path.is_absolute() and info.context and info.context.get("dir"):
+        path = Path(info.context["dir"]) / path
+    if path.is_dir():
+        raise _invalid(f" ({path} is a directory)")
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise _invalid(f" (no such file: {path})") from None
+    except OSError as exc:
+        raise _invalid(f" ({path}: {exc.strerror})") from None
+    return str(path)
+
+
+def _check_url(value: Any) -> Any:
+    if isinstance(value, str) and not _HTTP_URL.match(value):
+        raise _invalid(" (not an http:// or https:// URL)")
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Duration = Annotated[float, _duration(positive=False)]
+PositiveDuration = Annotated[float, _duration(positive=True)]
+DurationOrNever = Annotated[float | None, BeforeValidator(_duration_or_never)]
+Globs = Annotated[tuple[str, ...], BeforeValidator(_globs)]
 Since = Annotated[str | Any, BeforeValidator(_check_since)]
+VerifyTls = Annotated[bool | str, BeforeValidator(_check_verify)]
+Url = Annotated[str, BeforeValidator(_check_url)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_verify(value: bool | str) -> bool | str:
-    if isinstance(value, str) and not Path(value).is_file():
-        raise ValueError(f"CA bundle {value!r} is not a readable file")
-    return value
-
-
 class SeiConfig(_Strict):
-    environment: Literal["prod1", "prod2", "prod3", "prod4", "eu1"] | None = None
-    url: str | None = None
-    api_key: SecretStr
-    timeout: Duration = 30.0
-    connect_timeout: Duration = 10.0
-    concurrency: int = Field(default=2, ge=1, le=64)
-    retry_window: Duration = 120.0
-    verify_tls: bool | str = True
+    environment: Literal["prod1", "prod2", "prod3", "prod4", "eu1"] | None = Field(
+        default=None, description='one of "prod1", "prod2", "prod3", "prod4", "eu1"'
+    )
+    url: Url | None = Field(
+        default=None,
+        description='an http(s) URL, like "https://app.harness.io/gratis/sei/api/v1/custom-cicd"',
+    )
+    api_key: SecretStr = Field(
+        description='the SEI API key in quotes (or "${VAR}", or api_key_file = "path")'
+    )
+    timeout: PositiveDuration = Field(default=30.0, description=POSITIVE_DURATION)
+    connect_timeout: PositiveDuration = Field(default=10.0, description=POSITIVE_DURATION)
+    concurrency: Whole = Field(default=2, ge=1, le=64, description=WHOLE_1_64)
+    retry_window: Duration = Field(default=120.0, description=DURATION)
+    verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
 
-    _v = field_validator("verify_tls")(_check_verify)
+    @field_validator("api_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise _invalid()
+        return value
 
     @model_validator(mode="after")
     def _need_target(self) -> SeiConfig:
@@ -102,11 +203,23 @@ class SeiConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    path: Path = Path("/var/lib/sei-poller/state.db")
+    path: Path = Field(
+        default=Path("/var/lib/sei-poller/state.db"), description="a file path in quotes"
+    )
 
 
 class MetricsConfig(_Strict):
-    listen: str | None = None
+    listen: str | None = Field(default=None, description='an address like "127.0.0.1:9464"')
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _host, colon, port = value.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _invalid(" (host:port, the port a number from 1 to 65535)")
+        return value
 
 
 class ServerConfig(BaseModel):
@@ -114,42 +227,60 @@ class ServerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(min_length=1)
-    type: str = Field(min_length=1)
-    url: str = Field(min_length=1)
-    instance_guid: str = Field(min_length=1)
-    instance_name: str = Field(min_length=1)
-    include: tuple[str, ...] = ("**",)
-    exclude: tuple[str, ...] = ()
-    cd_jobs: tuple[str, ...] = ()
-    stages: bool = True
-    project_name: str = ""
-    verify_tls: bool | str = True
-    poll_interval: Duration = 60.0
-    backfill_since: Since = "30d"
-    timeout: Duration = 30.0
-    max_concurrency: int = Field(default=4, ge=1, le=64)
-    requests_per_second: float | None = Field(default=None, gt=0)
+    name: str = Field(min_length=1, description="a non-empty name in quotes, unique per server")
+    type: str = Field(min_length=1, description='a connector type in quotes, like "jenkins"')
+    url: Url = Field(
+        min_length=1, description='the server\'s http(s) URL, like "https://jenkins.example.com/"'
+    )
+    instance_guid: str = Field(description=GUID)
+    instance_name: str = Field(min_length=1, description="the SEI instance name, in quotes")
+    include: Globs = Field(default=("**",), description=GLOBS)
+    exclude: Globs = Field(default=(), description=GLOBS)
+    cd_jobs: Globs = Field(default=(), description=GLOBS)
+    stages: bool = Field(default=True, description="true or false")
+    project_name: str = Field(default="", description="text in quotes")
+    verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
+    poll_interval: PositiveDuration = Field(default=60.0, description=POSITIVE_DURATION)
+    backfill_since: Since = Field(default="30d", description=SINCE)
+    timeout: PositiveDuration = Field(default=30.0, description=POSITIVE_DURATION)
+    max_concurrency: Whole = Field(default=4, ge=1, le=64, description=WHOLE_1_64)
+    requests_per_second: Number | None = Field(
+        default=None, gt=0, description="a number of requests per second above 0"
+    )
     # A build whose details keep failing is sent without them after this long ("never":
     # it waits for the operator). 6 h outlasts a controller restart or a bad deploy.
-    give_up_after: DurationOrNever = 6 * 3600.0
+    give_up_after: DurationOrNever = Field(
+        default=6 * 3600.0, description=DURATION.replace("a duration", 'a duration or "never"')
+    )
 
-    _v = field_validator("verify_tls")(_check_verify)
+    @field_validator("instance_guid")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        # SEI answers 202 to a run whose GUID it does not know, then drops it silently.
+        if not _GUID.match(value):
+            raise _invalid()
+        return value
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+    def _slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
 
+def _servers_list(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise _invalid(" (a single [servers] table: write [[servers]], with two brackets)")
+    return value
+
+
 class _Root(_Strict):
-    sei: SeiConfig
-    state: StateConfig = StateConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    defaults: dict[str, Any] = {}
-    servers: list[dict[str, Any]] = Field(min_length=1)
+    sei: SeiConfig = Field(description="a [sei] table")
+    state: StateConfig = Field(default=StateConfig(), description="a [state] table")
+    metrics: MetricsConfig = Field(default=MetricsConfig(), description="a [metrics] table")
+    defaults: dict[str, Any] = Field(default={}, description="a [defaults] table of server keys")
+    servers: Annotated[list[dict[str, Any]], BeforeValidator(_servers_list)] = Field(
+        min_length=1, description="[[servers]] tables, one per CI server"
+    )
 
 
 @dataclass(frozen=True)
@@ -184,33 +315,46 @@ class Config:
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read, interpolate and validate the config file; raise ConfigError on any mistake."""
     file = Path(path or os.environ.get("SEI_POLLER_CONFIG") or DEFAULT_CONFIG)
-    raw = _read_toml(file)
+    raw, text = _read_toml(file)
     raw = _interpolate(raw, str(file), "")
     errors: list[str] = []
-    _resolve_secret_files(raw.get("sei"), file, "sei", errors)
+    from_files = _resolve_all_secret_files(raw, file, errors)
+    context = {"dir": str(file.parent)}
     try:
-        root = _Root.model_validate(_resolve_all_secret_files(raw, file, errors))
+        root = _Root.model_validate(raw, context=context)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, str(file))) from None
-    servers = _servers(root, file, errors)
+        raise ConfigError("\n".join(_problems(exc, _Root, str(file)))) from None
+    servers = _servers(root, file, errors, context, from_files)
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
     secrets = _collect_secrets(root.sei, servers)
-    _warn_literal_secrets(file, raw)
+    _warn_literal_secrets(file, text)
     state_path = root.state.path if root.state.path.is_absolute() else file.parent / root.state.path
     return Config(file, root.sei, state_path, root.metrics, servers, secrets)
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
+def _read_toml(file: Path) -> tuple[dict[str, Any], str]:
+    """The parsed file and its text. A byte-order mark (Windows editors write one) is fine."""
     try:
-        with file.open("rb") as fh:
-            return tomllib.load(fh)
+        data = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             "config file not found (set -c/--config or SEI_POLLER_CONFIG)", where=str(file)
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", where=str(file)) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError("the file is UTF-16 text: save it as UTF-8", where=str(file))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save it as UTF-8",
+            where=str(file),
+        ) from None
+    try:
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"broken TOML: {exc}", where=str(file)) from None
 
@@ -234,10 +378,14 @@ def _interpolate(value: Any, file: str, key: str) -> Any:
     return value
 
 
-def _resolve_secret_files(table: Any, file: Path, where: str, errors: list[str]) -> None:
-    """`token_file = "..."` reads the secret from a file, so it needs no place in the config."""
+def _resolve_secret_files(table: Any, file: Path, where: str, errors: list[str]) -> set[str]:
+    """`token_file = "..."` reads the secret from a file, so it needs no place in the config.
+
+    Returns the keys so filled, for messages to name what the operator wrote (`token_file`).
+    """
+    filled: set[str] = set()
     if not isinstance(table, dict):
-        return
+        return filled
     for key in SECRET_KEYS:
         ref = table.pop(f"{key}_file", None)
         if ref is None:
@@ -245,36 +393,59 @@ def _resolve_secret_files(table: Any, file: Path, where: str, errors: list[str])
         if key in table:
             errors.append(f"{file}: {where}.{key}: set either {key} or {key}_file, not both")
             continue
-        secret_path = Path(str(ref))
+        if not isinstance(ref, str) or not ref:
+            errors.append(
+                f"{file}: {where}.{key}_file: expected the path of a file holding the secret, "
+                f"got {_show(ref)}"
+            )
+            continue
+        secret_path = Path(ref)
         if not secret_path.is_absolute():
             secret_path = file.parent / secret_path
         try:
-            table[key] = secret_path.read_text(encoding="utf-8").strip()
+            table[key] = secret_path.read_text(encoding="utf-8-sig").strip()
+            filled.add(key)
         except OSError as exc:
             errors.append(f"{file}: {where}.{key}_file: cannot read {secret_path}: {exc.strerror}")
+        except UnicodeDecodeError:
+            errors.append(f"{file}: {where}.{key}_file: {secret_path} is not UTF-8 text")
+    return filled
 
 
-def _resolve_all_secret_files(raw: dict[str, Any], file: Path, errors: list[str]) -> dict[str, Any]:
-    for i, server in enumerate(raw.get("servers") or []):
-        _resolve_secret_files(server, file, f"servers[{i}]", errors)
-    _resolve_secret_files(raw.get("defaults"), file, "defaults", errors)
-    return raw
+def _resolve_all_secret_files(
+    raw: dict[str, Any], file: Path, errors: list[str]
+) -> dict[str, set[str]]:
+    """Read every `*_file` secret in place; returns the keys filled, per table."""
+    filled = {"sei": _resolve_secret_files(raw.get("sei"), file, "sei", errors)}
+    servers = raw.get("servers")
+    for i, server in enumerate(servers if isinstance(servers, list) else []):
+        filled[f"servers[{i}]"] = _resolve_secret_files(server, file, f"servers[{i}]", errors)
+    filled["defaults"] = _resolve_secret_files(raw.get("defaults"), file, "defaults", errors)
+    return filled
 
 
-def _servers(root: _Root, file: Path, errors: list[str]) -> tuple[Server, ...]:
+def _servers(
+    root: _Root,
+    file: Path,
+    errors: list[str],
+    context: dict[str, Any],
+    from_files: dict[str, set[str]],
+) -> tuple[Server, ...]:
     from poller.registry import connector_class  # late: the registry loads entry points
 
     seen: set[str] = set()
     out = []
     for i, table in enumerate(root.servers):
         merged = {**root.defaults, **table}
-        label = f"servers[{i}]" + (
-            f" ({table['name']})" if isinstance(table.get("name"), str) else ""
-        )
+        name = table.get("name")
+        label = f"servers[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
+        inherited = frozenset(root.defaults) - frozenset(table)
+        filled = from_files.get(f"servers[{i}]", set()) | (from_files["defaults"] & inherited)
+        renamed = {k: f"{k}_file" for k in filled}
         try:
-            common = ServerConfig.model_validate(merged)
+            common = ServerConfig.model_validate(merged, context=context)
         except ValidationError as exc:
-            errors.append(_format(exc, str(file), prefix=label))
+            errors.extend(_problems(exc, ServerConfig, str(file), label, inherited, renamed))
             continue
         if common.name in seen:
             errors.append(f"{file}: {label}.name: duplicate server name {common.name!r}")
@@ -286,9 +457,14 @@ def _servers(root: _Root, file: Path, errors: list[str]) -> tuple[Server, ...]:
             errors.append(f"{file}: {label}.type: {exc}")
             continue
         try:
-            settings = cls.Settings.model_validate(common.model_extra or {})
+            settings = cls.Settings.model_validate(common.model_extra or {}, context=context)
         except ValidationError as exc:
-            errors.append(_format(exc, str(file), prefix=label))
+            also = frozenset(ServerConfig.model_fields)
+            errors.extend(
+                _problems(
+                    exc, cls.Settings, str(file), label, inherited, renamed, also, common.type
+                )
+            )
             continue
         out.append(Server(common, _spec(common, settings)))
     return tuple(out)
@@ -310,25 +486,164 @@ def _spec(common: ServerConfig, settings: Any) -> ServerSpec:
     )
 
 
-def _format(exc: ValidationError, file: str, prefix: str = "") -> str:
-    """One line per problem: `file: servers[0] (main).url: Field required`."""
+# -- turning pydantic's errors into the operator's words ----------------------------------
+
+# For fields that do not describe themselves (a third-party connector's Settings).
+_BY_TYPE = {
+    "string_type": "text in quotes",
+    "string_too_short": "non-empty text in quotes",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "too_short": "at least one entry",
+    "literal_error": "one of {expected}",
+    "greater_than": "a number above {gt}",
+    "greater_than_equal": "a number ≥ {ge}",
+    "less_than": "a number below {lt}",
+    "less_than_equal": "a number ≤ {le}",
+}
+
+
+def _problems(
+    exc: ValidationError,
+    model: type[BaseModel],
+    file: str,
+    prefix: str = "",
+    inherited: frozenset[str] = frozenset(),
+    renamed: dict[str, str] | None = None,
+    also: frozenset[str] = frozenset(),
+    kind: str = "",
+) -> list[str]:
+    """One line per problem: `file: servers[0] (main).url: expected ..., got 42`.
+
+    `inherited` names the keys a server took from `[defaults]`: their mistakes are reported
+    once, as `defaults.<key>`. `renamed` maps a key filled from a file to the key written
+    (`token` → `token_file`). `also` are further keys valid at the model's level (a
+    connector's Settings sit beside the common server keys), used to suggest a spelling.
+    """
     lines = []
     for err in exc.errors():
-        parts = [prefix] if prefix else []
-        for part in err["loc"]:
-            if isinstance(part, int):
-                parts[-1:] = [f"{parts[-1]}[{part}]" if parts else f"[{part}]"]
+        loc = err["loc"]
+        origin = loc[0] if loc else None
+        if err["type"] == "extra_forbidden" and renamed and origin in renamed:
+            loc = (renamed[str(origin)], *loc[1:])
+        key, leaf, field, known = _locate(model, loc, also)
+        if prefix and origin in inherited:
+            where = f"defaults.{key}"
+        else:
+            where = ".".join(p for p in (prefix, key) if p) or "(top level)"
+        lines.append(f"{file}: {where}: {_message(err, leaf, field, known, kind)}")
+    return list(dict.fromkeys(lines))
+
+
+def _locate(
+    model: type[BaseModel], loc: tuple[int | str, ...], also: frozenset[str]
+) -> tuple[str, str, FieldInfo | None, frozenset[str]]:
+    """The dotted key an error is about, its last name, its field, the keys valid beside it.
+
+    Walks the location through nested models; once it reaches a plain field, further
+    string parts are pydantic's names for union members (`verify_tls.bool`), not keys.
+    """
+    parts: list[str] = []
+    leaf = ""
+    current: type[BaseModel] | None = model
+    field: FieldInfo | None = None
+    known = frozenset(model.model_fields) | also
+    for part in loc:
+        if isinstance(part, int):
+            if parts:
+                parts[-1] = f"{parts[-1]}[{part}]"
             else:
-                parts.append(str(part))
-        key = ".".join(parts) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "missing required key"
-        msg = msg.removeprefix("Value error, ")
-        lines.append(f"{file}: {key}: {msg}")
-    return "\n".join(lines)
+                parts.append(f"[{part}]")
+            continue
+        if current is None:
+            continue
+        known = frozenset(current.model_fields) | (also if current is model else frozenset())
+        parts.append(part)
+        leaf = part
+        field = current.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        current = annotation if nested else None  # type: ignore[assignment]
+    return ".".join(parts), leaf, field, known
+
+
+def _message(err: Any, name: str, field: FieldInfo | None, known: frozenset[str], kind: str) -> str:
+    kind_type = err["type"]
+    if kind_type == "extra_forbidden":
+        valid = known | {f"{k}_file" for k in SECRET_KEYS if k in known}
+        close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+        where = f' for a "{kind}" server' if kind else ""
+        return f"unknown key{where}" + (f' (did you mean "{close[0]}"?)' if close else "")
+    expected = field.description if field is not None and field.description else None
+    if kind_type == "missing":
+        return "missing required key" + (f"; expected {expected}" if expected else "")
+    if kind_type in ("value_error", "assertion_error"):
+        # A check across several keys (a model validator): its message says it all.
+        return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if expected is None:
+        template = _BY_TYPE.get(kind_type)
+        if template is None:
+            return str(err["msg"]).removeprefix("Value error, ")
+        expected = template.format(**_ctx(err))
+    detail = (err.get("ctx") or {}).get("detail", "") if kind_type == "invalid" else ""
+    shown = _show(err.get("input"), secret=name in SECRET_KEYS)
+    return f"expected {expected}, got {shown}{detail}"
+
+
+def _ctx(err: Any) -> dict[str, Any]:
+    return {k: str(v) for k, v in (err.get("ctx") or {}).items()}
+
+
+def _show(value: Any, *, secret: bool = False, limit: int = 60) -> str:
+    """A value as it would appear in TOML (a secret only by its kind)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if secret:
+        if isinstance(value, str):
+            return "an empty string" if not value.strip() else "a string"
+        return _kind(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, datetime | date | time):
+        text = value.isoformat()
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_show(v, limit=limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        return "a table"
+    else:
+        return _kind(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return "a date"
+    return "a value of another kind"
+
+
+# -- secrets ------------------------------------------------------------------------------
 
 
 def _collect_secrets(sei: SeiConfig, servers: tuple[Server, ...]) -> frozenset[str]:
@@ -349,7 +664,7 @@ def _url_passwords(url: str) -> set[str]:
     return {m.group(1)} if m else set()
 
 
-def _warn_literal_secrets(file: Path, raw: dict[str, Any]) -> None:
+def _warn_literal_secrets(file: Path, text: str) -> None:
     """A secret written into a file others can read deserves a warning, not a refusal."""
     try:
         mode = file.stat().st_mode
@@ -357,7 +672,6 @@ def _warn_literal_secrets(file: Path, raw: dict[str, Any]) -> None:
         return
     if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return
-    text = file.read_text(encoding="utf-8", errors="replace")
     for key in SECRET_KEYS:
         for m in re.finditer(rf"^\s*{key}\s*=\s*\"([^\"]*)\"", text, re.M):
             if m.group(1) and "${" not in m.group(1):

@@ -2,9 +2,10 @@
 
 Each seed plays a schedule that mixes Jenkins faults (500 bursts, a share of all GETs
 failing, hangs, latency, builds finishing out of order, a build deleted, a job recreated, a
-folder failing for a while, a build whose stages never load), SEI faults (503, 429 with Retry-After, a poison build answered 400, POSTs
-that hang past the timeout) and process faults (SIGKILL of the daemon at random moments, a
-`once` next to `run`). Then the faults stop, the daemon polls a few times cleanly, and:
+folder failing for a while, a build whose stages never load), SEI faults (503, 429 with
+Retry-After, a poison build answered 400, POSTs that hang past the timeout) and process
+faults (SIGKILL of the daemon at random moments, a `once` next to `run`). Then the faults
+stop, the daemon polls a few times cleanly, and:
 
 - every finished build is in SEI, except the poison one (dead-lettered) and the broken one
   (parked, listed by `status`);

@@ -99,7 +99,7 @@ def _register(httpserver: HTTPServer, tmp_path: Path, *extra: str) -> int:
         "name": "j",
         "type": "jenkins",
         "url": "http://127.0.0.1:9/",
-        "instance_guid": "g",
+        "instance_guid": "3b0c5b9e-6f1a-4c2d-9e8f-7a6b5c4d3e2f",
         "instance_name": "n",
     }
     cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/"), servers=[server])

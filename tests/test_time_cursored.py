@@ -56,7 +56,7 @@ def _server() -> Server:
         name="gh",
         type="toy",
         url="https://example/",
-        instance_guid="g",
+        instance_guid="3b0c5b9e-6f1a-4c2d-9e8f-7a6b5c4d3e2f",
         instance_name="n",
         backfill_since="all",
     )
