@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"sei-poller: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line per problem, each one ours
+        print("\n".join(f"sei-poller: {line}" for line in str(exc).splitlines()), file=sys.stderr)
         return USAGE
     except SeiPollerError as exc:
         print(f"sei-poller: {logs.REDACTOR.scrub(str(exc))}", file=sys.stderr)

@@ -12,7 +12,7 @@ from poller.cli import main
 from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import Env
+from tests.jenkins_env import GUID, Env
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def test_check_without_credentials_is_refused_clearly(env: Env, capsys) -> None:
         "name": "jenkins-main",
         "type": "jenkins",
         "url": env.jenkins.url,
-        "instance_guid": "g",
+        "instance_guid": GUID,
         "instance_name": "n",
     }
     cfg = write_config(env.config, sei_url=env.sei.url, servers=[server])
@@ -138,7 +138,7 @@ def test_check_reports_a_server_that_is_not_jenkins(
         "url": httpserver.url_for("/"),
         "username": "sei-bot",
         "token": "t0ken-x",
-        "instance_guid": "g",
+        "instance_guid": GUID,
         "instance_name": "n",
     }
     cfg = write_config(tmp_path / "c.toml", sei_url=httpserver.url_for("/sei/"), servers=[server])

@@ -334,7 +334,7 @@ def test_mistakes_exit_2_with_one_line_in_the_operators_words(
     err = capsys.readouterr().err
     lines = [expected] if isinstance(expected, str) else list(expected)
     lines = [f"{path}: {line.replace('{dir}', str(cfgdir))}" for line in lines]
-    assert err.removeprefix("sei-poller: ").splitlines() == lines
+    assert err.splitlines() == [f"sei-poller: {line}" for line in lines]
     assert not any(word in err for word in PYDANTIC_WORDS), err
     assert "98765" not in err and "12345" not in err
 
@@ -351,7 +351,7 @@ def test_several_mistakes_one_line_each_in_a_real_process(cfgdir: Path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.removeprefix("sei-poller: ").splitlines()
+    lines = [line.removeprefix("sei-poller: ") for line in proc.stderr.splitlines()]
     assert lines == [f'{path}: sei.concurrency: expected a whole number from 1 to 64, got "four"']
     # [sei] is checked first; fixed, the server's mistakes show, all of them at once
     path = _write(cfgdir, _sub('concurrency = "four"\n', "")(path.read_text()))
@@ -362,7 +362,7 @@ def test_several_mistakes_one_line_each_in_a_real_process(cfgdir: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.removeprefix("sei-poller: ").splitlines() == [
+    assert [line.removeprefix("sei-poller: ") for line in proc.stderr.splitlines()] == [
         f'{path}: servers[0] (main).instance_guid: expected {GUID_WORDS}, got "not-a-guid"',
         f"{path}: servers[0] (main).cd_jobs: expected {GLOBS}, got 5",
     ]
