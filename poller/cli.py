@@ -19,7 +19,6 @@ import structlog
 
 from poller import __version__, logs, wiring
 from poller.config import Server
-from poller.deliver import Deliverer
 from poller.errors import ConfigError, SeiPollerError
 from poller.lock import DaemonLock
 from poller.oneshot import RunOptions, collect_and_deliver
@@ -188,13 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     metrics = wiring.metrics(cfg, state)
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(
-        state,
-        sender,
-        cfg.sei.concurrency,
-        stop=stop,
-        on_outcome=metrics.outcome if metrics else None,
-    )
+    deliverer = wiring.deliverer(cfg, state, sender, stop, metrics)
     connectors = {s.name: wiring.connector(s, metrics) for s in cfg.servers}
     with wiring.signals(stop):
         code = Daemon(cfg, state, deliverer, connectors, stop, metrics).run()

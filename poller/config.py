@@ -176,7 +176,9 @@ class SeiConfig(_Strict):
     )
     timeout: PositiveDuration = Field(default=30.0, description=POSITIVE_DURATION)
     connect_timeout: PositiveDuration = Field(default=10.0, description=POSITIVE_DURATION)
-    concurrency: Whole = Field(default=2, ge=1, le=64, description=WHOLE_1_64)
+    # The most POSTs in flight; with `adaptive` the deliverer finds how many SEI takes.
+    concurrency: Whole = Field(default=16, ge=1, le=64, description=WHOLE_1_64)
+    adaptive: bool = Field(default=True, description="true or false")
     retry_window: Duration = Field(default=120.0, description=DURATION)
     verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
 

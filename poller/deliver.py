@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from poller import aimd
 from poller.sei import Outcome, Sender, next_delay
 from poller.state import Item, State
 
@@ -48,10 +49,19 @@ class Deliverer:
         *,
         stop: threading.Event | None = None,
         on_outcome: Callable[[Item, Outcome], None] | None = None,
+        adaptive: bool = True,
+        on_window: Callable[[int], None] | None = None,
     ) -> None:
         self.state = state
         self.sender = sender
         self.concurrency = max(1, concurrency)
+        # `concurrency` is the ceiling; the window finds what SEI takes (see poller.aimd).
+        self.adaptive = adaptive
+        self.window = aimd.start(self.concurrency) if adaptive else aimd.fixed(self.concurrency)
+        self.on_window = on_window
+        self._logged_size = self.window.size
+        if on_window is not None:
+            on_window(self.window.size)
         self.stop = stop or threading.Event()
         self.paused_until = 0.0
         self._stopping_since: float | None = None
@@ -74,7 +84,7 @@ class Deliverer:
         duties (the daemon's watchdog) gets control back even while work keeps arriving.
         """
         report = Report()
-        inflight: dict[Future[Outcome], Item] = {}
+        inflight: dict[Future[Outcome], tuple[Item, int]] = {}
         ready: deque[Item] = deque()  # claimed a batch at a time: one write per batch
         exhausted = False
         ends = None if budget is None else time.monotonic() + budget
@@ -85,13 +95,14 @@ class Deliverer:
                 or time.time() < self.paused_until
                 or (ends is not None and time.monotonic() > ends)
             )
-            if not halted and len(inflight) < self.concurrency:
+            if not halted and len(inflight) < self.window.size:
                 if not ready and not exhausted:
-                    ready.extend(self.state.claim(2 * self.concurrency, self.lease))
+                    ready.extend(self.state.claim(2 * self.window.size, self.lease))
                     exhausted = not ready
-                while ready and len(inflight) < self.concurrency:
+                while ready and len(inflight) < self.window.size:
                     item = ready.popleft()
-                    inflight[self._pool.submit(self.sender.post, item.payload)] = item
+                    fut = self._pool.submit(self.sender.post, item.payload)
+                    inflight[fut] = (item, self.window.epoch)
             if not inflight:
                 self.state.release([i.id for i in ready])  # others may take them now
                 return report
@@ -102,8 +113,38 @@ class Deliverer:
                 self.state.release([i.id for i in ready])
                 return report
             for fut in done:
-                self._record(inflight.pop(fut), fut.result(), report)
+                item, epoch = inflight.pop(fut)
+                outcome = fut.result()
+                self._adapt(outcome, epoch)
+                self._record(item, outcome, report)
                 exhausted = False
+
+    def _adapt(self, outcome: Outcome, sent_epoch: int) -> None:
+        """Feed the window what this answer says about SEI's load (nothing, for a 400)."""
+        if not self.adaptive:
+            return
+        if outcome.kind == "sent":
+            congested = False
+        elif outcome.kind == "retry" and (outcome.status is None or outcome.status >= 429):
+            congested = True  # 429, 5xx, a timeout, a refused or reset connection
+        else:
+            return
+        rtt = outcome.seconds if outcome.status is not None else None
+        self.window = aimd.on_answer(
+            self.window, congested=congested, rtt=rtt, sent_epoch=sent_epoch
+        )
+        size = self.window.size
+        if self.on_window is not None:
+            self.on_window(size)
+        if size >= 2 * self._logged_size or 2 * size <= self._logged_size:
+            log.info(
+                "SEI delivery window changed",
+                posts_in_flight=size,
+                was=self._logged_size,
+                reason="congestion" if congested else "answers fast and clean",
+                best_rtt_ms=round((self.window.min_rtt or 0) * 1000, 1),
+            )
+            self._logged_size = size
 
     def _past_grace(self) -> bool:
         if not self.stop.is_set():

@@ -98,6 +98,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
         )
 
+        self.sei_window = Gauge(
+            "sei_poller_sei_concurrency_limit",
+            "POSTs to SEI allowed in flight now (adaptive: found from SEI's answers)",
+            registry=r,
+        )
+
     def watch_state(self, state: Any) -> None:
         self.registry.register(_Outbox(state))
 

@@ -111,7 +111,7 @@ def collect_and_deliver(opts: RunOptions) -> int:
             metrics.outcome(item, outcome)
 
     sender = Sender.from_config(cfg.sei)
-    deliverer = Deliverer(state, sender, cfg.sei.concurrency, stop=stop, on_outcome=observe)
+    deliverer = wiring.deliverer(cfg, state, sender, stop, metrics, observe)
     try:
         with wiring.signals(stop):
             results, report = _poll_while_delivering(

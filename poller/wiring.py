@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +15,10 @@ import structlog
 
 from poller import logs
 from poller.config import Config, Server, load
+from poller.deliver import Deliverer
 from poller.registry import connector_class
-from poller.state import State
+from poller.sei import Outcome, Sender
+from poller.state import Item, State
 
 if TYPE_CHECKING:
     from poller.metrics import Metrics
@@ -50,6 +52,26 @@ def metrics(cfg: Config, state: State) -> Metrics | None:
     registry.serve(cfg.metrics.listen)
     log.info("metrics served", listen=cfg.metrics.listen)
     return registry
+
+
+def deliverer(
+    cfg: Config,
+    state: State,
+    sender: Sender,
+    stop: threading.Event,
+    metrics: Metrics | None,
+    on_outcome: Callable[[Item, Outcome], None] | None = None,
+) -> Deliverer:
+    """The outbox's courier, its window on the metrics gauge when metrics are on."""
+    return Deliverer(
+        state,
+        sender,
+        cfg.sei.concurrency,
+        stop=stop,
+        on_outcome=on_outcome or (metrics.outcome if metrics else None),
+        adaptive=cfg.sei.adaptive,
+        on_window=metrics.sei_window.set if metrics else None,
+    )
 
 
 def servers(cfg: Config, name: str | None) -> tuple[Server, ...]:

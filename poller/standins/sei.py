@@ -176,9 +176,17 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
-        if fake.latency > 0:
-            time.sleep(fake.latency)
-        status, out, ctype, headers = fake._answer(self, urlsplit(self.path).path, raw, body)
+        if not fake._enter():
+            # A gateway over its in-flight limit refuses at once, before any work.
+            fake._record(429, body)
+            self._send(429, b'{"error":"Too Many Requests"}', headers=fake.too_many_headers())
+            return
+        try:
+            if fake.latency > 0:
+                time.sleep(fake.latency)
+            status, out, ctype, headers = fake._answer(self, urlsplit(self.path).path, raw, body)
+        finally:
+            fake._leave()
         if status == DROP:
             self._drop()
             return
@@ -213,6 +221,12 @@ class FakeSei:
         self.api_key = api_key
         self.latency = latency
         """Seconds slept before answering each POST; may be changed while running."""
+        self.max_inflight: int | None = None
+        """A gateway's limit: past this many POSTs in flight, 429 at once; may be changed."""
+        self.retry_after: str | None = "1"
+        """The `Retry-After` sent with those 429s (None: no header)."""
+        self.inflight = 0
+        self.peak_inflight = 0
         self.received: list[dict[str, Any]] = []
         self.attempts: list[tuple[int, dict[str, Any] | None]] = []
         self.registered: list[dict[str, Any]] = []
@@ -359,6 +373,21 @@ class FakeSei:
             return True
 
     # -- request handling (called from handler threads) ---------------------------------
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self.max_inflight is not None and self.inflight >= self.max_inflight:
+                return False
+            self.inflight += 1
+            self.peak_inflight = max(self.peak_inflight, self.inflight)
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.inflight -= 1
+
+    def too_many_headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after} if self.retry_after is not None else {}
 
     def _count_connection(self) -> None:
         with self._lock:
