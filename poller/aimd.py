@@ -12,7 +12,7 @@ one overload is one back-off, not eight.
 Unlike TCP, each refusal costs a whole `Retry-After` pause (a second, typically) in which
 nothing is sent, so probing must be rare. As CUBIC does (RFC 8312), the window remembers
 where the last congestion happened (`w_max`) and, once back within one POST of it, grows
-64 times slower: it sits just under the gateway's limit for seconds between probes, instead
+128 times slower: it sits just under the gateway's limit for seconds between probes, instead
 of hitting it every few round trips. Past `w_max + 1` the limit has moved, and normal growth
 resumes. (Envoy's adaptive concurrency filter follows latency alone, with a gradient against
 a periodically re-measured minimum; a gateway that answers 429 early with no rise in latency
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 DECREASE = 0.7  # CUBIC's beta: a gateway limit is usually just below where it refused
-PROBE = 64.0  # near the last congestion point, growth is this many times slower
+PROBE = 128.0  # near the last congestion point, growth is this many times slower
 SLOW_FACTOR = 2.0  # a round trip over twice the best seen, and ...
 SLOW_SLACK = 0.05  # ... more than 50 ms over it, is congestion (local jitter is not)
 MIN_RTT_DECAY = 1.01  # the best round trip forgets slowly, so a route change is re-learned

@@ -124,6 +124,7 @@ def test_sigterm_readiness_watchdog_and_metrics(env: Env, tmp_path: Path) -> Non
     assert _metric(scrape, 'sei_poller_sei_requests_total{status="202"}') >= BUILDS - 4
     assert "sei_poller_last_successful_poll_timestamp_seconds" in scrape
     assert "sei_poller_outbox_oldest_pending_age_seconds" in scrape
+    assert 1 <= _metric(scrape, "sei_poller_sei_concurrency_limit") <= 4  # the window
 
 
 def _metric(text: str, name: str) -> float:
