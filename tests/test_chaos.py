@@ -137,7 +137,7 @@ class World:
         result = self.rng.choice(("SUCCESS", "SUCCESS", "FAILURE", "UNSTABLE", "ABORTED"))
         duration = self.rng.randint(1_000, 50_000)
         if broken:
-            path = f"^{self._job_path(job)}/{n}/wfapi/describe$"
+            path = f"^{self._job_path(job)}/({n}/wfapi/describe|wfapi/runs)$"
             self.permanent.append(path)
             self.jenkins.fail(path, 500)
         self.jenkins.add_build(job, n, result=result, timestamp=start, duration=duration)

@@ -413,11 +413,18 @@ def _route_item(
             }
             return 200, _JSON, _dumps(body, pretty)
         if rest == ["wfapi", "runs"]:
+            # As pipeline-stage-view's JobExt.create: newest first, at most 10 (its
+            # MAX_RUNS_PER_JOB_DEFAULT), stopping after the run *named* `since` (inclusive;
+            # the name is the display name, "#N" unless a pipeline set its own).
             full = query.get("fullStages") == "true"
-            runs = [
-                _wf_run(fj.context_path, item, item.runs[n], full)
-                for n in list(reversed(item.nums))[:10]
-            ]
+            since = (query.get("since") or "").strip() or None
+            runs = []
+            for n in reversed(item.nums):
+                if len(runs) >= 10:
+                    break
+                runs.append(_wf_run(fj.context_path, item, item.runs[n], full))
+                if since is not None and runs[-1]["name"] == since:
+                    break
             return 200, _JSON, _dumps(runs, pretty)
     raise _NotFound
 
