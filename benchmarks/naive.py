@@ -10,6 +10,9 @@
 ``e2e``: the same, plus ``requests.post`` of each payload to SEI, serially.
 ``ceiling``: one client POSTing ready-made payloads to SEI as fast as it can, serially, with
 ``requests`` (set up like sei-poller's Sender) or bare ``http.client``.
+``pages``: the reading floor: a bare ``requests`` session GETs exactly the pages sei-poller
+reads (one ``tree`` listing per folder, ranged build pages with the same fields) and only
+parses the JSON, transforming nothing.
 
 Prints one JSON line: counts and seconds.
 """
@@ -126,6 +129,39 @@ def naive(args: argparse.Namespace, post: bool) -> dict[str, Any]:
     }
 
 
+def pages(args: argparse.Namespace) -> dict[str, Any]:
+    import requests
+
+    from connectors.jenkins import BUILD_FIELDS, JOB_TREE, PAGE
+
+    session = requests.Session()
+    session.auth = (args.user, args.token)
+    session.trust_env = False
+    started = time.perf_counter()
+    builds = requests_made = 0
+    stack = [args.jenkins]
+    while stack:
+        url = stack.pop()
+        listing = session.get(url + "api/json", params={"tree": f"jobs[{JOB_TREE}]"}, timeout=30)
+        requests_made += 1
+        for job in listing.json().get("jobs") or []:
+            if "jobs" in job:
+                stack.append(job["url"])
+                continue
+            offset = 0
+            while True:
+                field = "builds" if offset + PAGE <= PAGE else "allBuilds"
+                tree = f"{field}[{BUILD_FIELDS}]{{{offset},{offset + PAGE}}}"
+                page = session.get(job["url"] + "api/json", params={"tree": tree}, timeout=30)
+                requests_made += 1
+                got = page.json().get(field) or []
+                builds += len(got)
+                if len(got) < PAGE:
+                    break
+                offset += PAGE
+    return {"builds": builds, "requests": requests_made, "seconds": time.perf_counter() - started}
+
+
 def ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """Serial POSTs on one keep-alive connection: `requests` configured like sei-poller's
     Sender (no proxy/netrc lookups), or bare `http.client` (what the receiver can take)."""
@@ -170,7 +206,7 @@ def ceiling(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.naive", description=__doc__)
-    p.add_argument("mode", choices=["read", "e2e", "ceiling"])
+    p.add_argument("mode", choices=["read", "e2e", "ceiling", "pages"])
     p.add_argument("--jenkins")
     p.add_argument("--user")
     p.add_argument("--token")
@@ -182,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--client", choices=["requests", "http.client"], default="requests")
     args = p.parse_args(argv)
-    out = ceiling(args) if args.mode == "ceiling" else naive(args, post=args.mode == "e2e")
+    if args.mode in ("ceiling", "pages"):
+        out = ceiling(args) if args.mode == "ceiling" else pages(args)
+    else:
+        out = naive(args, post=args.mode == "e2e")
     sys.stdout.write(json.dumps(out) + "\n")
 
 
