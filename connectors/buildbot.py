@@ -429,6 +429,7 @@ class BuildbotConnector:
             repo_url=_text(props.get("repository")) or _first(changes, "repository"),
             branch=_branch(props, changes),
             stages=self._stages(raw["buildid"]),
+            expects_stages=True,  # every build runs steps, sent as its stages
         )
 
     def _changes(self, buildid: int) -> list[dict[str, Any]]:

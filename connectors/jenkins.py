@@ -13,13 +13,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import jenkins
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from connectors.jenkins_names import FOLDER, PluginNames, kind_of, plugin_names
 from connectors.session import prepare, read_capped, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
@@ -78,6 +79,13 @@ class Settings(BaseModel):
 
     username: str | None = None
     token: SecretStr | None = None
+    # "plugin": report jobs under the names SEI's Jenkins plugin gave them (their directory
+    # path on the controller), so a team leaving the plugin keeps one history per job in SEI.
+    naming: Literal["jenkins", "plugin"] = Field(
+        default="jenkins",
+        description='"jenkins" (Jenkins\' full names) or "plugin" (the names SEI\'s Jenkins'
+        " plugin sent)",
+    )
 
 
 class JenkinsConnector:
@@ -102,6 +110,10 @@ class JenkinsConnector:
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._upstream: OrderedDict[tuple[str, int], list[dict[str, Any]] | None] = OrderedDict()
         self._upstream_lock = threading.Lock()
+        self._plugin_naming = settings.naming == "plugin"
+        # Every item's kind (folder, multibranch, ...) by full name, learnt by discovery: how
+        # its children are laid out on disk, for plugin naming.
+        self._kinds: dict[str, str] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -257,6 +269,7 @@ class JenkinsConnector:
                 name = item.get("name") or ""
                 full = item.get("fullName") or (f"{prefix}/{name}" if prefix else name)
                 cls = item.get("_class", "")
+                self._kinds[full] = kind_of(cls)
                 if "jobs" in item or any(h in cls for h in CONTAINER_HINTS):
                     stack.append((full, self.job_url(full), "MultiBranch" in cls, name))
                     continue
@@ -328,6 +341,17 @@ class JenkinsConnector:
             offset += size
             size = PAGE
 
+    def get_build(self, job: JobRef, number: int) -> Build | Broken | Unfinished:
+        """Optional, for `sei-poller explain`: one build, mapped exactly as `scan` maps it.
+
+        One request for the build (its page in `allBuilds` may be far down a long history),
+        then what `scan` would ask for it (stages, upstream causes). NotFound if it is gone.
+        """
+        raw = self.get_json(f"{job.url}{number}/api/json", BUILD_FIELDS)
+        if raw.get("building") or raw.get("result") is None:
+            return Unfinished(number)
+        return self._build_or_broken(job, raw)
+
     # -- mapping --------------------------------------------------------------------------
 
     def _build_or_broken(
@@ -359,23 +383,70 @@ class JenkinsConnector:
         causes = _causes(actions)
         git = _project_checkout(actions)
         number = raw["number"]
+        names = self._plugin_names(job.full_name, tolerant=degraded)
+        triggers = tuple(self._trigger(c, tolerant=degraded) for c in causes)
         return Build(
             job_full_name=job.full_name,
-            pipeline=job.pipeline,
+            pipeline=names.pipeline if names else job.pipeline,
             number=number,
             result=str(raw["result"]),
             start_ms=int(raw.get("timestamp") or 0),
             duration_ms=int(raw.get("duration") or 0),
             url=raw.get("url") or f"{job.url}{number}/",
             user_id=self._user_id(causes, tolerant=degraded),
-            triggers=tuple(_cause(c) for c in causes),
+            triggers=triggers,
             params=tuple(_params(actions)),
             commit_ids=tuple(_commits(raw, git)),
             repo_url=(git.get("remoteUrls") or [None])[0],
-            branch=job.branch or _branch(git),
+            # The plugin names a branch only from a multibranch job's `branches/<dir>`.
+            branch=names.branch if names else job.branch or _branch(git),
             stages=None if degraded else self._stages(job, raw, runs),
             artifacts=tuple(_artifacts(raw, job.url)),
+            expects_stages="WorkflowRun" in raw.get("_class", ""),
+            report_full_name=names.full_name if names else None,
+            report_qualified_name=names.qualified_name if names else None,
         )
+
+    # -- naming = "plugin" ------------------------------------------------------------------
+
+    def _plugin_names(self, full_name: str, *, tolerant: bool) -> PluginNames | None:
+        if not self._plugin_naming:
+            return None
+        return plugin_names(full_name, lambda prefix: self._kind(prefix, tolerant=tolerant))
+
+    def _trigger(self, cause: dict[str, Any], *, tolerant: bool) -> Cause:
+        """A cause, an upstream one naming its job as the trigger's own names go."""
+        mapped = _cause(cause)
+        names = (
+            self._plugin_names(mapped.id, tolerant=tolerant)
+            if mapped.type == "UpstreamCause" and mapped.id != "unknown"
+            else None
+        )
+        return Cause(mapped.type, names.full_name, mapped.job_run_number) if names else mapped
+
+    def _kind(self, full_name: str, *, tolerant: bool) -> str:
+        """What the item `full_name` is; one small request if discovery has not seen it.
+
+        Discovery sees every item, except in a folder it could not list or one created since;
+        an item that is gone (an upstream job deleted since) is taken for a plain folder, the
+        commonest parent. A failure other than 404 raises, so the build is parked and retried
+        rather than sent with a wrong name (SEI keeps the first write); `tolerant` (the
+        fallback sent after `give_up_after`) takes the parent for a plain folder instead.
+        """
+        known = self._kinds.get(full_name)
+        if known is not None:
+            return known
+        try:
+            item = self.get_json(self.job_url(full_name) + "api/json", "name")
+        except NotFound:
+            return FOLDER
+        except ConnectorError:
+            if tolerant:
+                return FOLDER
+            raise
+        kind = kind_of(str(item.get("_class", "")))
+        self._kinds[full_name] = kind
+        return kind
 
     def _user_id(
         self, causes: list[dict[str, Any]], depth: int = 0, *, tolerant: bool = False

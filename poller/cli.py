@@ -94,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
         "check", "validate config, reach every CI server and SEI, show what each server will poll"
     ).set_defaults(func="cmd_check")
 
+    ex = command(
+        "explain",
+        "show the payload one build would get and what keeps SEI from using it; send nothing",
+    )
+    ex.add_argument("server", metavar="SERVER", help="a server's name in the config")
+    ex.add_argument("job", metavar="JOB", help="the job's full name, as include/exclude see it")
+    ex.add_argument("build", metavar="BUILD", type=int, help="the build number")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func="cmd_explain")
+
     dl = command("dead-letters", "list or retry payloads SEI rejected")
     dl.add_argument("action", choices=["list", "retry"])
     dl.add_argument("--server")

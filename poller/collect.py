@@ -24,7 +24,8 @@ from poller.globs import matches, selected
 from poller.logs import REDACTOR
 from poller.model import Broken, Build, Checkpoint, JobCursor, JobRef, Unfinished, Unlisted
 from poller.payload import to_sei
-from poller.state import JobState, JobUpdate, Parked, State
+from poller.quality import Facts, facts
+from poller.state import JobState, JobUpdate, Parked, Row, State
 from poller.timeparse import since_ms
 
 log = structlog.get_logger()
@@ -46,7 +47,7 @@ class Sink(Protocol):
         self,
         server: str,
         job: str,
-        items: Iterable[tuple[int, str]],
+        items: Iterable[Row],
         update: JobUpdate | None = None,
     ) -> int: ...
 
@@ -332,7 +333,7 @@ class _JobScan:
         self.running: list[int] = []
         self.blocked: set[int] = set()  # parked: finished, not sent, holding the watermark
         self.checkpoint = js.cursor
-        self.batch: list[tuple[int, str]] = []
+        self.batch: list[Row] = []
         self.added = 0
 
     def wanted(self, n: int) -> bool:
@@ -372,7 +373,7 @@ class _JobScan:
         elif isinstance(item, Broken):
             self._broken(item)
         else:
-            self.batch.append((item.number, _encode(item, self.c.server)))
+            self.batch.append((item.number, *_encode(item, self.c.server)))
             if len(self.batch) >= BATCH:
                 self._flush(None)
 
@@ -394,7 +395,7 @@ class _JobScan:
                 error=item.error,
                 broken_for=round(self.now - prior.first_at),
             )
-            self.batch.append((n, _encode(item.fallback, self.c.server)))
+            self.batch.append((n, *_encode(item.fallback, self.c.server)))
             return
         attempts = (prior.attempts if prior else 0) + 1
         retry_at = self.now + min(PARK_MAX, PARK_FIRST * 2 ** (attempts - 1))
@@ -479,5 +480,7 @@ class _JobScan:
             )
 
 
-def _encode(build: Build, server: Server) -> str:
-    return json.dumps(to_sei(build, server.config), separators=(",", ":"), ensure_ascii=False)
+def _encode(build: Build, server: Server) -> tuple[str, Facts]:
+    """The payload as sent, and what `status` keeps of it once it is gone."""
+    payload = to_sei(build, server.config)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False), facts(build, payload)

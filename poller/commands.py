@@ -20,7 +20,7 @@ from poller.lock import DaemonLock
 from poller.oneshot import RunOptions, collect_and_deliver
 from poller.sei import Sender
 from poller.state import State
-from poller.status import print_problems, print_table
+from poller.status import READINESS_DAYS, print_problems, print_readiness, print_table, readiness
 
 OK, FAILED = 0, 1
 
@@ -83,15 +83,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = wiring.config(args.config)
     if not cfg.state_path.exists():
         raise SeiPollerError(f"no state database yet at {cfg.state_path} (nothing has run)")
+    now = time.time()
     state = State(cfg.state_path)
     try:
         data = state.status()
         counts = state.counts()
         oldest = state.oldest_pending_at()
         problems = state.problems()
+        ready = state.readiness(now - READINESS_DAYS * 86400)
     finally:
         state.close()
-    now = time.time()
+    figures = {name: readiness(ready.get(name)) for name in data}
+    for name, srv in data.items():
+        srv["readiness"] = figures[name]
     if args.json:
         print(
             json.dumps(
@@ -108,6 +112,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return OK
     print_table(data, counts, oldest, now)
+    print_readiness(figures)
     print_problems(problems, now)
     return OK
 
@@ -165,6 +170,13 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
         f"({server.config.type} ← {provider})"
     )
     return (server.name, status, [head, *lines])
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Exit 0: the payload is complete; 1: findings (or no such job/build); 2: usage."""
+    from poller.explain import run
+
+    return run(wiring.config(args.config), args.server, args.job, args.build, as_json=args.json)
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:

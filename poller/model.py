@@ -123,6 +123,15 @@ class Build:
     branch: str | None = None
     stages: tuple[Stage, ...] | None = None
     artifacts: tuple[Artifact, ...] = ()
+    # A build of a kind that has stages (a Jenkins Pipeline run; a Buildbot build's steps):
+    # one like that with `stages` None lost them, which `explain` and `status` point out.
+    expects_stages: bool = False
+    # Names to report the job under when the connector was asked for other names than
+    # `job_full_name` (Jenkins' `naming = "plugin"`: the job's directory path, and that path
+    # without its `jobs/`, `branches/`, `modules/` segments). `job_full_name` stays the job's
+    # identity: state, include/exclude and cd_jobs globs all match it. None: the same name.
+    report_full_name: str | None = None
+    report_qualified_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ class JsonLines:
     def enqueue(self, server: str, job: str, items: Any, update: JobUpdate | None = None) -> int:
         rows = list(items)
         with self.lock:
-            for _, payload in rows:
-                self.out.write(payload + "\n")
+            for row in rows:
+                self.out.write(row[1] + "\n")
             self.out.flush()
         return len(rows)
 

@@ -21,11 +21,12 @@ _EXECUTION_NS = uuid.UUID("6f1c2b0e-5c43-4a7e-9a55-3b8f0b5c9e21")
 
 def to_sei(build: Build, server: Any) -> dict[str, Any]:
     """The flat payload SEI's `/v1/custom-cicd` takes; `server` is a ServerConfig."""
-    is_cd = matches(build.job_full_name, server.cd_jobs)
+    is_cd = matches(build.job_full_name, server.cd_jobs)  # globs match the job's own name
+    name = build.report_full_name or build.job_full_name
     payload: dict[str, Any] = {
         "pipeline": build.pipeline,
-        "job_full_name": build.job_full_name,
-        "qualified_name": build.job_full_name,
+        "job_full_name": name,
+        "qualified_name": build.report_qualified_name or name,
         "instance_name": server.instance_name,
         "instance_guid": server.instance_guid,
         "instance_url": strip_userinfo(server.url),
@@ -36,7 +37,7 @@ def to_sei(build: Build, server: Any) -> dict[str, Any]:
         "user_id": build.user_id,
         "ci": not is_cd,
         "cd": is_cd,
-        "execution_id": execution_id(server.instance_guid, build.job_full_name, build.number),
+        "execution_id": execution_id(server.instance_guid, name, build.number),
     }
     payload.update(_triggers(build))
     payload.update(_scm(build))

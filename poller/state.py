@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from poller.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 BUILD, CONTAINER = "build", "container"
 
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL,
     last_error TEXT, created_at REAL NOT NULL, sent_at REAL,
     lease_owner TEXT, lease_until REAL,
+    has_commits INTEGER, repo_parsed INTEGER, expects_stages INTEGER, has_stages INTEGER,
     UNIQUE (server, job, number)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
@@ -57,11 +58,18 @@ CREATE TABLE IF NOT EXISTS servers (
     last_outcome TEXT, last_error TEXT, last_duration REAL
 );
 """
-# Upgrades from older schemas, by the version they upgrade from. Each runs in the same
-# transaction as `_SCHEMA`, which creates the tables new in that version.
+# Upgrades from older schemas, by the version they upgrade from; a file several versions
+# behind runs each in turn. They run in the same transaction as `_SCHEMA`, which creates the
+# tables new in a version.
 _MIGRATIONS = {
     1: "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
     " ALTER TABLE outbox ADD COLUMN lease_until REAL;",
+    # 3: what `status` reports of sent builds after their payloads are dropped (NULL for
+    # rows enqueued before: unknown, left out of the figures).
+    2: "ALTER TABLE outbox ADD COLUMN has_commits INTEGER;"
+    " ALTER TABLE outbox ADD COLUMN repo_parsed INTEGER;"
+    " ALTER TABLE outbox ADD COLUMN expects_stages INTEGER;"
+    " ALTER TABLE outbox ADD COLUMN has_stages INTEGER;",
 }
 
 
@@ -158,10 +166,13 @@ class State:
             )
         if version < SCHEMA_VERSION:
             with self._write() as conn:
-                if version in _MIGRATIONS and _has_table(conn, "outbox"):
-                    for stmt in _MIGRATIONS[version].split(";"):
-                        if stmt.strip():
-                            conn.execute(stmt)
+                # Again under the write lock: another process may have upgraded it meanwhile.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION and _has_table(conn, "outbox"):
+                    for step in range(version, SCHEMA_VERSION):
+                        for stmt in _MIGRATIONS.get(step, "").split(";"):
+                            if stmt.strip():
+                                conn.execute(stmt)
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
@@ -245,30 +256,36 @@ class State:
         self,
         server: str,
         job: str,
-        items: Iterable[tuple[int, str]],
+        items: Iterable[Row],
         update: JobUpdate | None = None,
         *,
         now: float | None = None,
     ) -> int:
-        """Add builds to the outbox and ledger, and move the watermark, in one transaction."""
+        """Add builds to the outbox and ledger, and move the watermark, in one transaction.
+
+        Each item is `(number, payload)` or `(number, payload, facts)`; `facts` (four
+        booleans: commits, repo URL parsed, expects stages, has stages) outlive the payload,
+        which is dropped once SEI has it, so `status` can tell what SEI got.
+        """
         now = time.time() if now is None else now
-        rows = list(items)
+        rows = [(r[0], r[1], _flags(r[2] if len(r) > 2 else None)) for r in items]
         with self._write() as conn:
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (server, job, number, payload, status,"
-                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                [(server, job, n, p, now, now) for n, p in rows],
+                " next_attempt_at, created_at, has_commits, repo_parsed, expects_stages,"
+                " has_stages) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                [(server, job, n, p, now, now, *f) for n, p, f in rows],
             )
             added = conn.total_changes - before
             conn.executemany(
                 "INSERT OR IGNORE INTO ledger (server, job, number) VALUES (?, ?, ?)",
-                [(server, job, n) for n, _ in rows],
+                [(server, job, n) for n, _, _ in rows],
             )
             conn.executemany(
                 "DELETE FROM problems WHERE server = ? AND kind = 'build' AND job = ?"
                 " AND number = ?",
-                [(server, job, n) for n, _ in rows],
+                [(server, job, n) for n, _, _ in rows],
             )
             if update is not None:
                 self._apply(server, job, update, now)
@@ -557,6 +574,32 @@ class State:
         ).fetchone()
         return row[0]
 
+    def readiness(self, since: float) -> dict[str, dict[str, int]]:
+        """Per server, of the builds SEI accepted since `since`: what they carried.
+
+        `known` counts the rows with recorded facts (rows enqueued by a release before
+        schema 3 have none); the other counts are of those.
+        """
+        rows = self.db.execute(
+            "SELECT server, COUNT(*), COUNT(has_commits),"
+            " COALESCE(SUM(has_commits = 1 AND repo_parsed = 1), 0),"
+            " COALESCE(SUM(has_commits = 0), 0), COALESCE(SUM(repo_parsed = 0), 0),"
+            " COALESCE(SUM(expects_stages = 1), 0),"
+            " COALESCE(SUM(expects_stages = 1 AND has_stages = 1), 0)"
+            " FROM outbox WHERE status = 'sent' AND sent_at >= ? GROUP BY server",
+            [since],
+        )
+        keys = (
+            "sent",
+            "known",
+            "lead_time_ready",
+            "without_commits",
+            "repo_unparsed",
+            "pipeline",
+            "pipeline_with_stages",
+        )
+        return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+
     def status(self) -> dict[str, Any]:
         """Per server and job: watermark, pending / sent / dead, last poll, oldest pending."""
         servers = {r["server"]: dict(r, jobs={}) for r in self.db.query("SELECT * FROM servers")}
@@ -594,6 +637,44 @@ class State:
             if r["status"] == PENDING:
                 job["oldest_pending_at"] = r["oldest"]
         return servers
+
+
+Row = tuple[int, str] | tuple[int, str, Any]
+
+
+def _flags(facts: Any) -> tuple[int | None, ...]:
+    if facts is None:
+        return (None, None, None, None)
+    return tuple(int(bool(f)) for f in facts)
+
+
+def lookup(path: Path, server: str, job: str, number: int) -> dict[str, Any] | None:
+    """A build's outbox row, read without creating, upgrading or changing the file.
+
+    For `explain`, which must write nothing: None when there is no state file yet or no row.
+    """
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.DatabaseError as exc:
+        raise state_error(path, exc) from None
+    try:
+        if not _has_table(conn, "outbox"):
+            return None
+        row = conn.execute(
+            "SELECT status, created_at, sent_at, attempts, last_error FROM outbox"
+            " WHERE server = ? AND job = ? AND number = ?",
+            [server, job, number],
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise state_error(path, exc) from None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    keys = ("status", "created_at", "sent_at", "attempts", "last_error")
+    return dict(zip(keys, row, strict=True))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

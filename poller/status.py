@@ -73,3 +73,76 @@ def print_problems(problems: list[dict[str, Any]], now: float) -> None:
                 f" {p['attempts']} poll(s); its jobs are not polled"
             )
         print(f"{what}\n    {p['url']}\n    {p['error']}")
+
+
+READINESS_DAYS = 7
+_EMPTY = dict.fromkeys(
+    (
+        "sent",
+        "known",
+        "lead_time_ready",
+        "without_commits",
+        "repo_unparsed",
+        "pipeline",
+        "pipeline_with_stages",
+    ),
+    0,
+)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+def readiness(counts: dict[str, int] | None) -> dict[str, Any]:
+    """One server's readiness figures, for `status` and `status --json` alike.
+
+    Of the builds SEI accepted in the last `READINESS_DAYS` days: how many carry commit ids
+    and a repo URL SEI parses (what lead time needs), and how many pipeline builds carry
+    stages. Builds sent before these facts were recorded (schema 3) are not counted.
+    """
+    c = {**_EMPTY, **(counts or {})}
+    return {
+        "window_days": READINESS_DAYS,
+        "sent": c["sent"],
+        "counted": c["known"],
+        "lead_time_ready": c["lead_time_ready"],
+        "lead_time_ready_share": _share(c["lead_time_ready"], c["known"]),
+        "without_commits": c["without_commits"],
+        "repo_unparsed": c["repo_unparsed"],
+        "pipeline": c["pipeline"],
+        "pipeline_with_stages": c["pipeline_with_stages"],
+        "stages_share": _share(c["pipeline_with_stages"], c["pipeline"]),
+    }
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
+def print_readiness(figures: dict[str, dict[str, Any]]) -> None:
+    """Per server: is what SEI got good enough for lead time, and does it have stages?"""
+    if not figures:
+        return
+    print(f"\nlead-time readiness, builds SEI accepted in the last {READINESS_DAYS} days:")
+    width = max(len(name) for name in figures)
+    for name, r in sorted(figures.items()):
+        if not r["counted"]:
+            line = "nothing to judge" if r["sent"] else "nothing sent"
+        else:
+            stages = (
+                f"stages on {r['pipeline_with_stages']} of {r['pipeline']} pipeline builds"
+                f" ({_pct(r['stages_share'])})"
+                if r["pipeline"]
+                else "no pipeline builds"
+            )
+            line = (
+                f"{r['lead_time_ready']} of {r['counted']} ({_pct(r['lead_time_ready_share'])})"
+                f" carry commit ids and a repo URL SEI parses"
+                f" ({r['without_commits']} without commit ids,"
+                f" {r['repo_unparsed']} without a repo URL SEI parses); {stages}"
+            )
+        uncounted = r["sent"] - r["counted"]
+        if uncounted:
+            line += f"; {uncounted} sent by an older release, not counted"
+        print(f"  {name.ljust(width)}  {line}")

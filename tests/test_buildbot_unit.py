@@ -324,6 +324,7 @@ def test_forced_build_properties_owner_and_scm(bb: BuildbotConnector) -> None:
         repo_url="https://example.invalid/repo.git",
         branch="main",
         stages=None,  # the recording holds steps of multi #1 only
+        expects_stages=True,  # a Buildbot build's steps are its stages
     )
 
 

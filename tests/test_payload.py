@@ -164,3 +164,22 @@ def test_strip_userinfo_and_iso_time() -> None:
     assert strip_userinfo("https://h/x") == "https://h/x"
     assert iso_time(0) == "1970-01-01T00:00:00.000+0000"
     assert iso_time(1_700_000_000_123) == "2023-11-14T22:13:20.123+0000"
+
+
+def test_reported_names_replace_the_job_name_but_globs_match_the_jobs_own() -> None:
+    """A connector asked for other names (Jenkins' `naming = "plugin"`) reports the job under
+    them; `cd_jobs` globs, like include/exclude, still match the job's own full name."""
+    b = _build(
+        job_full_name="deploy/prod/web",
+        pipeline="web",
+        report_full_name="deploy/jobs/prod/jobs/web",
+        report_qualified_name="deploy/prod/web",
+    )
+    p = to_sei(b, SERVER)
+    assert (p["job_full_name"], p["qualified_name"], p["pipeline"]) == (
+        "deploy/jobs/prod/jobs/web",
+        "deploy/prod/web",
+        "web",
+    )
+    assert (p["cd"], p["ci"]) == (True, False)
+    assert p["execution_id"] == execution_id(SERVER.instance_guid, "deploy/jobs/prod/jobs/web", 42)

@@ -15,6 +15,7 @@ from .names import (
     BUILD_DATA,
     CAUSE_ACTION,
     FREESTYLE_BUILD,
+    MAVEN_BUILD,
     PARAMETERS_ACTION,
     PIPELINE_BUILD,
     USER_CAUSE,
@@ -226,8 +227,9 @@ def _make_build(
         _add_interrupted(actions)
     items, culprits = _change_items(fj, change_ids or [], timestamp)
     url = f"{job.url}{number}/"
+    cls = PIPELINE_BUILD if job.pipeline else FREESTYLE_BUILD
     data: dict[str, Any] = {
-        "_class": PIPELINE_BUILD if job.pipeline else FREESTYLE_BUILD,
+        "_class": MAVEN_BUILD if job.kind == "maven" else cls,
         "actions": actions,
         "artifacts": _artifact_list(artifacts or []),
         "building": building,

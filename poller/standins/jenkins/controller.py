@@ -137,7 +137,7 @@ class FakeJenkins:
             parent.put(_Container(self, parent, name, kind))
 
     def add_job(self, full_name: str, kind: str | None = None) -> None:
-        """Add a ``freestyle`` or ``pipeline`` job; parents become folders if missing.
+        """Add a ``freestyle``, ``pipeline`` or ``maven`` job; parents become folders if missing.
 
         ``kind`` defaults to ``pipeline`` inside a multibranch project, else ``freestyle``.
         Branch jobs are named as Jenkins names them, encoded: ``svc/feature%2Fx``.
@@ -155,7 +155,7 @@ class FakeJenkins:
             raise ValueError(f"{full_name!r} already exists as a {existing.kind}")
         if kind is None:
             kind = "pipeline" if parent.kind == "multibranch" else "freestyle"
-        if kind not in ("freestyle", "pipeline"):
+        if kind not in ("freestyle", "pipeline", "maven"):
             raise ValueError(f"unknown job kind {kind!r}")
         job = _Job(self, parent, name, kind)
         parent.put(job)

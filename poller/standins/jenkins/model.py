@@ -20,6 +20,8 @@ from .names import (
     CONTAINER_CLASSES,
     FREESTYLE_BUILD,
     FREESTYLE_JOB,
+    MAVEN_BUILD,
+    MAVEN_JOB,
     PERMALINKS,
     PIPELINE_BUILD,
     PIPELINE_JOB,
@@ -298,6 +300,8 @@ class _Lazy(_Bean):
     stages = None  # always generated
 
     def jclass(self) -> str | None:
+        if self.job.kind == "maven":
+            return MAVEN_BUILD
         return PIPELINE_BUILD if self.job.pipeline else FREESTYLE_BUILD
 
     def fields(self) -> Sequence[str]:
@@ -378,7 +382,7 @@ _Run = _Explicit | _Lazy
 
 
 class _Job(_Item):
-    """A buildable job (freestyle or pipeline); builds are kept sorted by number."""
+    """A buildable job (freestyle, pipeline or Maven); builds are kept sorted by number."""
 
     __slots__ = ("estimated", "next_number", "nums", "pipeline", "queue_base", "runs")
 
@@ -468,6 +472,8 @@ class _Job(_Item):
 
     # -- bean ------------------------------------------------------------------------------
     def jclass(self) -> str | None:
+        if self.kind == "maven":
+            return MAVEN_JOB
         return PIPELINE_JOB if self.pipeline else FREESTYLE_JOB
 
     def fields(self) -> Sequence[str]:

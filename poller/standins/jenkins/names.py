@@ -22,6 +22,12 @@ FREESTYLE_JOB = "hudson.model.FreeStyleProject"
 PIPELINE_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
 FREESTYLE_BUILD = "hudson.model.FreeStyleBuild"
 PIPELINE_BUILD = "org.jenkinsci.plugins.workflow.job.WorkflowRun"
+#: A Maven job, as jenkins-rest's recorded root listing (``jobsInRootFolder.json``) shows one;
+#: its builds are AbstractBuilds like a freestyle build's, under maven-plugin's class name.
+#: Its modules (``<job>/<groupId>$<artifactId>``) are not modelled: Jenkins does not list
+#: them among ``jobs``, and here they exist only as names in other builds' upstream causes.
+MAVEN_JOB = "hudson.maven.MavenModuleSet"
+MAVEN_BUILD = "hudson.maven.MavenModuleSetBuild"
 CONTAINER_CLASSES = {
     "folder": "com.cloudbees.hudson.plugins.folder.Folder",
     "multibranch": "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
