@@ -56,7 +56,8 @@ class Connector(Protocol):
     A job whose `changed` is empty is not scanned, so an idle poll costs what discovery
     costs, however many jobs there are, unless the core knows better: a new job, one being
     backfilled, one whose last scan failed, and one with a parked build due for another try
-    are scanned anyway. `discover()` without an argument (`sei-poller check`) must work too.
+    are scanned anyway. `discover()` without an argument (`sei-poller check`) must work too,
+    and then yields only `JobRef`s and `Unlisted`s.
     Connectors without the attribute (Jenkins, Buildbot) are called and judged as before.
     """
 

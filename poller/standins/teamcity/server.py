@@ -339,7 +339,7 @@ def _rest(tc: FakeTeamCity, r: Render, rest: list[str], query: dict[str, str]) -
                 "build": [r.build(b) for b in page],
             }
             if nxt is not None:
-                entity["nextHref"] = _href(tc, "/app/rest/builds", nxt)
+                entity["nextHref"] = _href(tc, "/app/rest/builds", nxt, query)
             short = query.get("fields") is None
             if short:
                 entity["build"] = [r.build_short(b) for b in page]
@@ -428,8 +428,16 @@ def _build_id(ref: str) -> int:
     return int(text)
 
 
-def _href(tc: FakeTeamCity, path: str, locator: str | None) -> str:
-    """Relative to the server URL, context path left out (PagerDataImpl.getRelativePath)."""
+def _href(
+    tc: FakeTeamCity, path: str, locator: str | None, query: dict[str, str] | None = None
+) -> str:
+    """Relative to the server URL, context path left out (PagerDataImpl.getRelativePath);
+    the other query parameters (`fields`) kept, as TeamCity's UriBuilder keeps them."""
     if not locator:
         return path
-    return f"{path}?locator={quote(locator, safe='')}"
+    rest = "".join(
+        f"&{quote(k, safe='')}={quote(v, safe='')}"
+        for k, v in (query or {}).items()
+        if k != "locator"
+    )
+    return f"{path}?locator={quote(locator, safe='')}{rest}"
