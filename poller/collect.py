@@ -485,15 +485,20 @@ class _JobScan:
         if not self.sequential:
             # The highest number seen, marking the job as known; nothing is pruned below it.
             # A parked build holds the time cursor, as it holds a sequential job's watermark,
-            # so the listing that finds it again still reaches back to it.
+            # so the listing that finds it again still reaches back to it; a history read
+            # with nothing parked covers its window, so a backfill run again skips the job.
             held = self.blocked and js.cursor is not None
+            covered = js.covered_ms
+            if (self.is_new or self.backfill) and not self.blocked:
+                reached = self.bound or 0
+                covered = reached if covered is None else min(covered, reached)
             return JobUpdate(
                 max(top, js.watermark or 0),
                 floor,
                 job.last_build,
                 job.last_completed,
                 js.cursor if held else self.checkpoint,
-                None,
+                covered,
                 prune=False,
             )
         if not self.is_new and not self.backfill:

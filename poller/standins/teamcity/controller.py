@@ -286,15 +286,18 @@ class FakeTeamCity:
         """Finish a running build (or, with `failed_to_start`, a queued one that never ran)."""
         with self._lock:
             b = self.builds[build_id]
+            when = now_ms() if at is None else at
             if failed_to_start:
                 if b.state == "queued":
                     b.bt.counter += 1
                     b.number = str(b.bt.counter)
+                    b.start_ms = when  # GUESS: SBuild.getStartDate() is never null
+                    b.agent = None
                 b.failed_to_start = True
             elif b.state != "running":
                 raise ValueError(f"build {build_id} is {b.state}, not running")
             b.state = "finished"
-            b.finish_ms = now_ms() if at is None else at
+            b.finish_ms = when
             b.status = "UNKNOWN" if b.canceled else status
             b.status_text = status_text or (
                 b.status_text if b.canceled else ("Success" if status == "SUCCESS" else "Failure")
@@ -314,7 +317,10 @@ class FakeTeamCity:
             when = now_ms() if at is None else at
             b.canceled = {"at": when, "text": text, "user": user or self.username}
             if b.state == "queued":
+                # Never started, yet TeamCity's finished builds all have a start date (its
+                # API's SBuild.getStartDate() is not nullable): the moment it left the queue.
                 b.state, b.finish_ms, b.status = "finished", when, "UNKNOWN"
+                b.start_ms = when
                 b.status_text = "Canceled"
                 b.agent = None
             elif b.state == "running":
