@@ -117,11 +117,11 @@ def test_lookup_limit_silently_cuts_a_filtered_query(tc: FakeTeamCity) -> None:
     assert tc.default_lookup_limit == 5000  # rest.request.builds.defaultLookupLimit
     tc.add_build_type("L_Old", "Old", "L")
     tc.add_build_type("L_New", "New", "L")
-    old = tc.add_build("L_Old", queued=T0, finished=T0 + 1000)
+    old = tc.add_build("L_Old", queued=T0, finished=T0 + 1000, number="legacy-1")
     with tc._lock:
         for n in range(5000):
             tc.add_build("L_New", queued=T0 + 10_000 + n, finished=T0 + 20_000 + n)
-    when = "finishDate:(date:20000101T000000+0000,condition:after),number:1"
+    when = "finishDate:(date:20000101T000000+0000,condition:after),number:legacy-1"
     assert ids(get(tc, "app/rest/builds", locator=f"{when},buildType:(id:L_Old)")) == [old]
     # over the whole server, the old build is past the first 5,000 looked at: not found,
     # and nothing says so (no nextHref, no error)
