@@ -315,7 +315,10 @@ class TeamCityConnector:
         if state is not None:
             changed, new = self._detect(state, now)
         else:
-            new = {"v": CURSOR_VERSION, "at": now, "seen": [], "sweep": now}
+            # No cursor yet: every configuration is read this poll (back to backfill_since, or
+            # from its own cursor). One query now learns which builds finished inside the
+            # overlap, so the next poll, seeing them again, stays idle.
+            _, new = self._detect({"v": CURSOR_VERSION, "at": now, "sweep": now}, now)
         for c in configs:
             yield JobRef(
                 full_name=c.key(self.settings.job_name),
