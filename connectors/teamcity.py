@@ -657,6 +657,10 @@ class TeamCityConnector:
             steps = [s for s in data.get("step") or [] if isinstance(s, dict) and s.get("id")]
         except NotFound:
             steps = []
+        except ConnectorError as exc:
+            if exc.status != 403:
+                raise
+            steps = []  # no right to read the settings: stages are named by runner id
         with self._lock:
             self._steps[c.internal_id] = steps
         return steps

@@ -715,21 +715,25 @@ def test_check_says_version_user_and_configurations(
     assert "1 build (counted exactly, one request per job)" in out
 
 
-def test_repo_url_without_the_right_to_read_vcs_roots(tmp_path: Path) -> None:
-    with FakeTeamCity(vcs_root_permission=False) as tc, FakeSei() as sei:
+def test_without_the_right_to_read_settings(tmp_path: Path) -> None:
+    with FakeTeamCity(settings_permission=False) as tc, FakeSei() as sei:
         env = Env(tc, sei, tmp_path, tmp_path / "config.toml")
         env.write()
         root = tc.add_vcs_root("V_Repo", "https://github.com/acme/v.git", branch="refs/heads/main")
-        tc.add_build_type("V_Job", "Job", "V", vcs_roots=[root])
+        tc.add_build_type("V_Job", "Job", "V", vcs_roots=[root], steps=STEPS)
         b = tc.add_build(
             "V_Job",
             queued=T0,
             finished=T0 + SECOND,
             revisions=[(root, "f" * 40, "refs/heads/main")],
+            statistics={"buildStageDuration:buildStepRUNNER_1": 9},
         )
-        assert env.once() == 0
+        assert env.once() == 0  # sent at once, not parked: a refusal does not heal
+        run = env.runs()[("V/V_Job", b)]
         # the VCS root instance is named `<url>#<branch>`: that is what is left
-        assert env.runs()[("V/V_Job", b)]["repo_url"] == "https://github.com/acme/v.git"
+        assert run["repo_url"] == "https://github.com/acme/v.git"
+        # the step names are settings too: the stage is named by its runner id
+        assert [s["displayName"] for s in run["job_run"]["stages"]] == ["RUNNER_1"]
 
 
 def test_stages_off_asks_for_no_statistics(env: Env) -> None:

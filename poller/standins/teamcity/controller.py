@@ -41,14 +41,14 @@ class FakeTeamCity:
         version: str = "2023.11.1 (build 147412)",
         tz: str = "+0000",
         default_lookup_limit: int = 5000,
-        vcs_root_permission: bool = True,
+        settings_permission: bool = True,
     ) -> None:
         stripped = context_path.strip("/")
         self.context_path = f"/{stripped}" if stripped else ""
         self.token, self.username, self.password = token, username, password
         self.version, self.tz = version, tz
         self.default_lookup_limit = default_lookup_limit
-        self.vcs_root_permission = vcs_root_permission
+        self.settings_permission = settings_permission
         self._lock = threading.RLock()
         self._req_lock = threading.Lock()
         self._stopping = threading.Event()

@@ -312,6 +312,13 @@ def _rest(tc: FakeTeamCity, r: Render, rest: list[str], query: dict[str, str]) -
             )
         case ["buildTypes", ref, "steps"]:
             bt = tc.build_type_by_id(_id_of(ref))
+            if not tc.settings_permission:
+                raise HttpError(
+                    403,
+                    f"User '{tc.username}' does not have permission"
+                    " VIEW_BUILD_CONFIGURATION_SETTINGS (View build configuration settings)"
+                    f" in project with internal id: '{tc.projects[bt.project].internal_id}'",
+                )
             return prune(
                 r.steps(bt),
                 _spec(
@@ -369,7 +376,7 @@ def _rest(tc: FakeTeamCity, r: Render, rest: list[str], query: dict[str, str]) -
             root = next((v for v in tc.vcs_roots.values() if v.instance_id == inst), None)
             if root is None:
                 raise LookupError(f"No VCS root instance found by id '{inst}'.")
-            if not tc.vcs_root_permission:
+            if not tc.settings_permission:
                 raise HttpError(
                     403,
                     f"User '{tc.username}' does not have permission"
