@@ -262,15 +262,15 @@ def test_personal_builds_are_skipped_unless_asked_for(env: Env) -> None:
     env.write(personal=True, name="tc-personal")  # a new state: everything again
     (env.dir / "state.db").unlink()
     assert env.once() == 0
-    run = env.runs()[("P/P_Build", personal)]
-    assert (run["user_id"], run["trigger_chain"]) == (
-        "erin",
-        [{"id": "erin", "type": "idePlugin"}],
-    )
-    assert run["job_run_params"][-1] == {
-        "type": "StringParameterValue",
-        "name": "tc_personal",
-        "value": "true",
+    assert env.runs()[("P/P_Build", personal)] == {
+        **env.common("P/P_Build", personal, "P_Build"),
+        "pipeline": "Build",
+        "start_time": T0 + HOUR,
+        "duration": SECOND,
+        "result": "SUCCESS",
+        "user_id": "erin",
+        "trigger_chain": [{"id": "erin", "type": "idePlugin"}],
+        "job_run_params": tc_params("2", "SUCCESS", "Success", "idePlugin", tc_personal="true"),
     }
 
 
@@ -378,8 +378,19 @@ def test_build_finishing_after_a_newer_id(env: Env) -> None:
     tc.finish_build(older, "FAILURE", at=_fresh())
     assert env.once() == 0
     assert env.sent() == [older, newer]
-    assert env.runs()[("R/R_Slow", older)]["result"] == "FAILURE"
-    assert env.runs()[("R/R_Slow", older)]["job_run_params"][0]["value"] == "1"  # number
+    b = tc.builds[older]
+    assert env.runs()[("R/R_Slow", older)] == {
+        **env.common("R/R_Slow", older, "R_Slow"),
+        "pipeline": "Slow",
+        "start_time": b.start_ms,
+        "duration": b.finish_ms - b.start_ms,
+        "result": "FAILURE",
+        "user_id": "sei-bot",
+        "trigger_chain": [{"id": "sei-bot", "type": "UserIdCause"}],
+        # the lower id started first, so it got the lower display number
+        "job_run_params": tc_params("1", "FAILURE", "Failure", "user"),
+    }
+    assert env.runs()[("R/R_Slow", newer)]["job_run_params"][0]["value"] == "2"
     assert len(env.sei.keys()) == 2  # each exactly once
 
 
@@ -393,6 +404,17 @@ def test_renamed_build_configuration(env: Env) -> None:
     tc.rename_build_type("Team_Api", name="Public API")
     second = tc.add_build("Team_Api", queued=_fresh() - 2 * SECOND, finished=_fresh())
     assert env.once() == 0
+    b = tc.builds[second]
+    assert env.runs()[("Team/Team_Api", second)] == {
+        **env.common("Team/Team_Api", second, "Team_Api"),
+        "pipeline": "Public API",
+        "start_time": b.start_ms,
+        "duration": b.finish_ms - b.start_ms,
+        "result": "SUCCESS",
+        "user_id": "sei-bot",
+        "trigger_chain": [{"id": "sei-bot", "type": "UserIdCause"}],
+        "job_run_params": tc_params("2", "SUCCESS", "Success", "user"),
+    }
     runs = env.runs()
     assert (
         runs[("Team/Team_Api", first)]["pipeline"],
@@ -405,6 +427,17 @@ def test_renamed_build_configuration(env: Env) -> None:
     assert env.sent("Team/Team_PublicApi") == [first, second]
     assert env.sent("Team/Team_Api") == [first, second]
     assert len(env.sei.received) == 4
+    renamed = env.runs()[("Team/Team_PublicApi", second)]
+    assert renamed == {
+        **env.common("Team/Team_PublicApi", second, "Team_PublicApi"),
+        "pipeline": "Public API",
+        "start_time": b.start_ms,
+        "duration": b.finish_ms - b.start_ms,
+        "result": "SUCCESS",
+        "user_id": "sei-bot",
+        "trigger_chain": [{"id": "sei-bot", "type": "UserIdCause"}],
+        "job_run_params": tc_params("2", "SUCCESS", "Success", "user"),
+    }
 
 
 def test_internal_id_keeps_the_job_across_renames(env: Env) -> None:
