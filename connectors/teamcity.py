@@ -256,8 +256,10 @@ class TeamCityConnector:
             for raw in page.get("build") or []:
                 if isinstance(raw, dict) and isinstance(raw.get("id"), int):
                     yield raw
+            # A page may be empty and still have a `nextHref`: TeamCity 2022+ answers so when
+            # it reached `lookupLimit`, with a larger one in the link.
             nxt = page.get("nextHref")
-            if not nxt or not page.get("build"):
+            if not nxt:
                 return
             url, params = self._absolute(nxt), None
         raise ConnectorError("TeamCity kept answering more pages", url=redact_url(self.base))

@@ -783,3 +783,41 @@ def test_stages_off_asks_for_no_statistics(env: Env) -> None:
     assert not [
         r for r in env.tc.requests if "statistics" in r.query.get("fields", "") or "steps" in r.path
     ]
+
+
+def test_a_larger_lookup_limit_offered_by_a_newer_server_is_followed() -> None:
+    """TeamCity 2022+ answers a query that reached lookupLimit with a `nextHref` asking for
+    more, even after a page without builds: the connector follows it to the end."""
+    from connectors.teamcity import Settings, TeamCityConnector
+    from poller.model import JobCursor, ServerSpec
+
+    with FakeTeamCity(lookup_limit_next_href=True) as tc:
+        tc.add_build_type("N_Job", "Job", "N")
+        now = _fresh()
+        long_one = tc.add_build("N_Job", queued=now - HOUR, started=now - HOUR, finished=now)
+        for n in range(15):  # started after it, finished before the window
+            at = now - 50 * MINUTE + n * SECOND
+            tc.add_build("N_Job", queued=at, started=at, finished=at + SECOND)
+        settings = Settings.model_construct(
+            token=Settings(token="x").token,
+            username=None,
+            password=None,
+            personal=False,
+            job_name="path",
+            lookup_limit=10,
+        )
+        spec = ServerSpec(name="n", type="teamcity", url=tc.url, settings=settings)
+        conn = TeamCityConnector(spec)
+        conn._session.headers["Authorization"] = f"Bearer {tc.token}"
+        job = next(j for j in conn.discover() if j.full_name == "N/N_Job")
+        conn._remember(long_one, now - HOUR, now)
+        changed = type(job)(**{**job.__dict__, "changed": (long_one,)})
+        found = [
+            b.number
+            for b in conn.scan(changed, JobCursor(cursor=str(now)), lambda n: True)
+            if hasattr(b, "number")
+        ]
+        conn.close()
+        assert found == [long_one]
+        pages = [r.query["locator"] for r in tc.requests if r.path.endswith("/builds")]
+        assert [loc.rsplit("lookupLimit:", 1)[-1].split(",")[0] for loc in pages] == ["10", "20"]

@@ -42,6 +42,7 @@ class FakeTeamCity:
         tz: str = "+0000",
         default_lookup_limit: int = 5000,
         settings_permission: bool = True,
+        lookup_limit_next_href: bool = False,
     ) -> None:
         stripped = context_path.strip("/")
         self.context_path = f"/{stripped}" if stripped else ""
@@ -49,6 +50,7 @@ class FakeTeamCity:
         self.version, self.tz = version, tz
         self.default_lookup_limit = default_lookup_limit
         self.settings_permission = settings_permission
+        self.lookup_limit_next_href = lookup_limit_next_href
         self._lock = threading.RLock()
         self._req_lock = threading.Lock()
         self._stopping = threading.Event()

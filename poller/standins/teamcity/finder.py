@@ -18,9 +18,10 @@ From the REST plugin's `BuildPromotionFinder` (JetBrains/teamcity-rest):
 - **Cut-off**: `startDate:(date:D,condition:after)` stops the walk at the first finished
   build that started before D (history is in start order); `finishDate` has no cut-off.
 - **Paging**: `count` (default 100) and `start`; `nextHref` is given when a page is full,
-  as the locator with `start` moved on. (TeamCity 2022+ also gives a `nextHref` with a
-  larger `lookupLimit` when the limit was reached; the stand-in answers like older servers:
-  nothing, which is the case a client must survive.)
+  as the locator with `start` moved on. When the limit was reached, older servers say
+  nothing (the default here: the case a client must survive); with
+  `lookup_limit_next_href=True` the stand-in answers like TeamCity 2022+, with a `nextHref`
+  that looks further (a larger `lookupLimit`), even after a page with no builds.
 """
 
 from __future__ import annotations
@@ -326,8 +327,10 @@ def find_builds(tc: FakeTeamCity, text: str | None) -> tuple[list[Build], str | 
     )
     page: list[Build] = []
     processed = matched = 0
+    reached = False
     for b in candidates:
         if processed >= limit:
+            reached = True
             break
         processed += 1
         if cut is not None and b.state == "finished" and (b.start_ms or 0) < cut:
@@ -342,6 +345,15 @@ def find_builds(tc: FakeTeamCity, text: str | None) -> tuple[list[Build], str | 
     nxt = None
     if len(page) >= count and count > 0:
         nxt = _with(loc.text or f"count:{count}", start=start + count, count=count)
+    if reached and tc.lookup_limit_next_href:
+        # TeamCity 2022+ (PagerDataImpl.adjustLookupLimitForNextPage): go on past what was
+        # served, looking at up to twice as many builds (at most 5,000 more).
+        nxt = _with(
+            loc.text or f"count:{count}",
+            start=start + len(page),
+            count=count,
+            lookupLimit=limit + min(limit, 5000),
+        )
     return page, nxt
 
 
