@@ -64,8 +64,7 @@ class Connector(Protocol):
     type: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
     sequential: ClassVar[bool]
-    # Optional (see above): discover() takes the server cursor and yields a new one.
-    server_cursor: ClassVar[bool]
+    # Optional, so not declared here (see above): `server_cursor: ClassVar[bool] = True`.
     # Optional: the core sets it, when metrics are on, to observe every request the connector
     # makes as (HTTP status or None, seconds). Call it if set; leave it None otherwise.
     on_request: Callable[[int | None, float], None] | None
