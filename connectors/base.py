@@ -37,11 +37,34 @@ class Connector(Protocol):
       False: `cursor.watermark` is then always None, the ledger alone says what was sent,
       and the connector narrows its listing with `cursor.cursor`, which it moves by yielding
       a `Checkpoint` (saved only when the scan completes, with the job's last outbox rows).
+      While a build of the job is parked, the core keeps the job's earlier cursor, so the
+      listing that offers the build again still reaches back to it. `cursor.backfill` says
+      the core wants history back to `cursor.since_ms` (first sight, `backfill`), not just
+      what changed since `cursor.cursor`.
+
+    Optional, for servers that can say "what finished since T" for every job in one request
+    (TeamCity's `finishDate` locator): `server_cursor = True`. The core then calls
+    `discover(cursor)` with the opaque server cursor it saved after the previous poll (None
+    on the first), and the connector
+
+    - yields, besides the `JobRef`s, one `Checkpoint`: the server's new cursor, which the core
+      saves when the poll ends without being stopped (a narrowed `--job` poll, or one that
+      only backfills new jobs, is handed None and saves nothing);
+    - sets each `JobRef.changed` to the numbers of that job's builds that finished since the
+      cursor (an empty tuple: none did), or None when it cannot tell (no cursor yet).
+
+    A job whose `changed` is empty is not scanned, so an idle poll costs what discovery
+    costs, however many jobs there are, unless the core knows better: a new job, one being
+    backfilled, one whose last scan failed, and one with a parked build due for another try
+    are scanned anyway. `discover()` without an argument (`sei-poller check`) must work too,
+    and then yields only `JobRef`s and `Unlisted`s.
+    Connectors without the attribute (Jenkins, Buildbot) are called and judged as before.
     """
 
     type: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
     sequential: ClassVar[bool]
+    # Optional, so not declared here (see above): `server_cursor: ClassVar[bool] = True`.
     # Optional: the core sets it, when metrics are on, to observe every request the connector
     # makes as (HTTP status or None, seconds). Call it if set; leave it None otherwise.
     on_request: Callable[[int | None, float], None] | None

@@ -63,6 +63,8 @@ class Sink(Protocol):
 
     def unlisted(self, server: str, failing: Iterable[tuple[str, str, str]]) -> None: ...
 
+    def save_server_cursor(self, server: str, cursor: str) -> None: ...
+
 
 class Stopped(Exception):
     """Shutdown was asked for mid-scan; what was enqueued so far stays, the watermark waits."""
@@ -142,9 +144,16 @@ class Collector:
         name = self.server.name
         result = PollResult(name)
         started = time.monotonic()
+        # A server-wide "finished since" cursor moves only with a poll that looks at every
+        # job that changed: not a narrowed one (`--job`), not one for new jobs only.
+        resume = (
+            bool(getattr(self.connector, "server_cursor", False))
+            and not job_glob
+            and new_jobs != "only"
+        )
         with bound_contextvars(server=name):
             try:
-                jobs = self._discover(job_glob, result)
+                jobs, checkpoint = self._discover(job_glob, result, resume)
             except ConnectorError as exc:
                 result.error = str(exc)
                 log.error("discovery failed; will retry next poll", error=str(exc), url=exc.url)
@@ -167,15 +176,32 @@ class Collector:
                     result.failed += not outcome.ok
                     result.enqueued += outcome.added
                     result.parked += outcome.parked
+            if checkpoint is not None and not self.stop.is_set():
+                # Jobs whose scan failed are scanned again whatever the next query says.
+                self.sink.save_server_cursor(name, checkpoint)
             self._polled(result, started)
         return result
 
-    def _discover(self, job_glob: str | None, result: PollResult) -> list[JobRef]:
-        """What the server could list; a folder that failed is recorded, its siblings kept."""
+    def _discover(
+        self, job_glob: str | None, result: PollResult, resume: bool
+    ) -> tuple[list[JobRef], str | None]:
+        """What the server could list; a folder that failed is recorded, its siblings kept.
+
+        Also the server cursor a `server_cursor` connector yields (a `Checkpoint`), to save
+        once the poll is done.
+        """
         cfg = self.server.config
         jobs, failing = [], []
-        for item in self.connector.discover():
-            if isinstance(item, Unlisted):
+        checkpoint = None
+        found = (
+            self.connector.discover(self.state.server_cursor(self.server.name))
+            if resume
+            else self.connector.discover()
+        )
+        for item in found:
+            if isinstance(item, Checkpoint):
+                checkpoint = item.cursor if resume else None
+            elif isinstance(item, Unlisted):
                 log.error(
                     "folder could not be listed; its jobs wait, the rest are polled",
                     folder=item.name,
@@ -190,7 +216,7 @@ class Collector:
         if not job_glob:  # a narrowed discovery says nothing of the folders it skipped
             self.sink.unlisted(self.server.name, failing)
         result.unlisted = len(failing)
-        return jobs
+        return jobs, checkpoint
 
     def _select(
         self,
@@ -207,6 +233,7 @@ class Collector:
         """
         known = self.state.known_jobs(self.server.name)
         sequential = getattr(self.connector, "sequential", True)
+        due = self._parked_due() if any(j.changed is not None for j in jobs) else set()
         todo = []
         for job in jobs:
             js = known.get(job.full_name)
@@ -217,11 +244,22 @@ class Collector:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
-            elif not is_new and (new_jobs == "only" or _idle(job, js)):
+            elif not is_new and (new_jobs == "only" or _idle(job, js) or _unchanged(job, js, due)):
                 continue
             else:
                 todo.append((job, False))
         return todo
+
+    def _parked_due(self) -> set[str]:
+        """Jobs holding a parked build whose next try is due: scanned even when unchanged."""
+        now = time.time()
+        return {
+            p["job"]
+            for p in self.state.problems()
+            if p["server"] == self.server.name
+            and p["kind"] == "build"
+            and (p["retry_at"] or 0) <= now
+        }
 
     def _polled(self, result: PollResult, started: float) -> None:
         if self.metrics is not None:
@@ -296,6 +334,17 @@ def _idle(job: JobRef, js: JobState | None) -> bool:
     )
 
 
+def _unchanged(job: JobRef, js: JobState, due: set[str]) -> bool:
+    """The connector's server-wide query saw nothing finish in this job since the last poll.
+
+    Still scanned: a job whose last scan failed (what it missed was seen by an earlier
+    query) and one with a parked build due for another try.
+    """
+    return (
+        job.changed is not None and not job.changed and not js.failed and job.full_name not in due
+    )
+
+
 class _JobScan:
     """The arithmetic of one job's scan: which builds are wanted, where the marks move."""
 
@@ -325,6 +374,7 @@ class _JobScan:
             floor=js.floor,
             cursor=js.cursor,
             since_ms=bound if (backfill or self.is_new) else None,
+            backfill=backfill or self.is_new,
         )
         self.parked: dict[int, Parked] = c.state.parked(self.name, job.full_name)
         self.now = time.time()
@@ -435,13 +485,21 @@ class _JobScan:
             floor = js.floor
         if not self.sequential:
             # The highest number seen, marking the job as known; nothing is pruned below it.
+            # A parked build holds the time cursor, as it holds a sequential job's watermark,
+            # so the listing that finds it again still reaches back to it; a history read
+            # with nothing parked covers its window, so a backfill run again skips the job.
+            held = self.blocked and js.cursor is not None
+            covered = js.covered_ms
+            if (self.is_new or self.backfill) and not self.blocked:
+                reached = self.bound or 0
+                covered = reached if covered is None else min(covered, reached)
             return JobUpdate(
                 max(top, js.watermark or 0),
                 floor,
                 job.last_build,
                 job.last_completed,
-                self.checkpoint,
-                None,
+                js.cursor if held else self.checkpoint,
+                covered,
                 prune=False,
             )
         if not self.is_new and not self.backfill:

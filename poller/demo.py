@@ -1,8 +1,8 @@
 """`sei-poller demo`: the `once` code path against built-in stand-ins on 127.0.0.1.
 
 A newcomer sees the whole product work (connector, state, payload, delivery) without a
-Jenkins or an SEI account: a stand-in Jenkins seeded from recorded Jenkins answers, and a
-stand-in SEI that checks what SEI checks.
+Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity`, TeamCity) seeded
+from recorded answers, and a stand-in SEI that checks what SEI checks.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import argparse
 import json
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from poller.oneshot import RunOptions
 from poller.standins.jenkins import FakeJenkins, seed_demo
@@ -50,29 +52,68 @@ cd_jobs = ["team/deploy"]
     return path
 
 
+def teamcity_config(directory: Path, tc: Any, sei: FakeSei) -> Path:
+    path = directory / "config.toml"
+    path.write_text(
+        f"""# written by `sei-poller demo --ci teamcity`
+[sei]
+url = "{sei.url}"
+api_key = "{sei.api_key}"
+concurrency = 2
+retry_window = "10s"
+
+[state]
+path = "state.db"
+
+[[servers]]
+name = "demo-teamcity"
+type = "teamcity"
+url = "{tc.url}"
+token = "{tc.token}"
+instance_guid = "{DEMO_GUID}"
+instance_name = "Demo TeamCity"
+backfill_since = "all"
+cd_jobs = ["**/*_Deploy"]
+""",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[..., Path]]:
+    """The CI stand-in to run, seeded, and how to write a config for it."""
+    if ci == "teamcity":
+        from poller.standins.teamcity import FakeTeamCity
+        from poller.standins.teamcity import seed_demo as seed_teamcity
+
+        tc = FakeTeamCity(context_path="/teamcity", tz="+0300")
+        seed_teamcity(tc)
+        return "TeamCity", tc, teamcity_config
+    jenkins = FakeJenkins(context_path="/jenkins")
+    seed_demo(jenkins)
+    return "Jenkins", jenkins, demo_config
+
+
 def run_demo(
     args: argparse.Namespace,
     collect: Callable[[RunOptions], int],
     status: Callable[[argparse.Namespace], int],
 ) -> int:
     keep = Path(args.keep) if args.keep else None
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        FakeJenkins(context_path="/jenkins") as jenkins,
-        FakeSei() as sei,
-    ):
+    label, server, write = _stand_in(getattr(args, "ci", "jenkins"))
+    with tempfile.TemporaryDirectory() as tmp, server as ci, FakeSei() as sei:
         directory = keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        seed_demo(jenkins)
-        cfg = demo_config(directory, jenkins, sei)
-        print(f"stand-in Jenkins at {jenkins.url}, stand-in SEI at {sei.url}\n")
+        cfg = write(directory, ci, sei)
+        print(f"stand-in {label} at {ci.url}, stand-in SEI at {sei.url}\n")
         code = collect(RunOptions(config=str(cfg)))
         print(f"\nSEI received {len(sei.received)} payloads:")
         for run in sorted(sei.received, key=lambda r: (r["job_full_name"], r["build_number"])):
             name = f"{run['job_full_name']}#{run['build_number']}"
             stages = len((run.get("job_run") or {}).get("stages", []))
             print(
-                f"  {name:<22} {run['result']:<9} user={run.get('user_id')!s:<12} "
+                f"  {name:<40} {run['result']:<9} user={run.get('user_id')!s:<12} "
                 f"stages={stages} commits={len(run.get('scm_commit_ids', []))}"
             )
         if sei.received:

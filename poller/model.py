@@ -50,6 +50,11 @@ class JobRef:
     last_build: int | None = None
     last_completed: int | None = None
     kind: str = ""  # the CI system's own type for the job (a Jenkins `_class`): context only
+    # What a server-wide "finished since" query saw (connectors with `server_cursor`): the
+    # numbers of this job's builds that finished since the server cursor. None: the
+    # connector cannot tell, and the core judges from `last_build` / `last_completed`; an
+    # empty tuple: nothing finished, so the core scans the job only if it must anyway.
+    changed: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,9 +184,12 @@ class JobCursor:
     `floor`: the lowest build number the handled range starts at (backfill extends it).
     `since_ms`: do not read builds that started before this (the backfill window).
     `cursor`: an opaque string a time-cursored connector may keep between scans.
+    `backfill`: the core wants the job's history back to `since_ms` (None: all of it), on
+    first sight or for `backfill`, not just what changed since `cursor`.
     """
 
     watermark: int | None = None
     floor: int | None = None
     since_ms: int | None = None
     cursor: str | None = None
+    backfill: bool = False

@@ -79,6 +79,9 @@ class JsonLines:
     def unlisted(self, server: str, failing: Any) -> None:
         pass
 
+    def save_server_cursor(self, server: str, cursor: str) -> None:
+        pass
+
 
 @contextmanager
 def _dry_state(cfg: Config) -> Iterator[State]:

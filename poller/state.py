@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS servers (
     last_outcome TEXT, last_error TEXT, last_duration REAL
 );
 """
+# Added after schema 2 without a version bump, created on open when missing: a table older
+# releases never read, so a file stays usable by them. One opaque cursor per server, for
+# connectors that ask their server "what finished since" once per poll (`server_cursor`).
+_SERVER_CURSORS = """
+CREATE TABLE IF NOT EXISTS server_cursors (
+    server TEXT PRIMARY KEY, cursor TEXT NOT NULL, saved_at REAL NOT NULL
+)
+"""
 # Upgrades from older schemas, by the version they upgrade from; a file several versions
 # behind runs each in turn. They run in the same transaction as `_SCHEMA`, which creates the
 # tables new in a version.
@@ -95,6 +103,7 @@ class JobState:
     cursor: str | None = None
     covered_ms: int | None = None
     ledger: frozenset[int] = frozenset()
+    failed: bool = False  # its last scan failed (`known_jobs` only)
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,9 @@ class State:
                     if stmt.strip():
                         conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if not _has_table(db.conn, "server_cursors"):
+            with self._write() as conn:
+                conn.execute(_SERVER_CURSORS)
         self._tighten_modes()
         self.release_stale_leases()
 
@@ -246,11 +258,26 @@ class State:
     def known_jobs(self, server: str) -> dict[str, JobState]:
         """Every job of a server, ledger excluded: what the idle check needs, in one query."""
         rows = self.db.execute(
-            "SELECT job, watermark, floor, last_build, last_completed, cursor, covered_ms"
-            " FROM jobs WHERE server = ?",
+            "SELECT job, watermark, floor, last_build, last_completed, cursor, covered_ms,"
+            " last_error IS NOT NULL FROM jobs WHERE server = ?",
             [server],
         )
-        return {r[0]: JobState(*r[1:]) for r in rows}
+        return {r[0]: JobState(*r[1:7], failed=bool(r[7])) for r in rows}
+
+    def server_cursor(self, server: str) -> str | None:
+        row = self.db.execute(
+            "SELECT cursor FROM server_cursors WHERE server = ?", [server]
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_server_cursor(self, server: str, cursor: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO server_cursors (server, cursor, saved_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (server) DO UPDATE SET cursor = excluded.cursor,"
+                " saved_at = excluded.saved_at",
+                [server, cursor, time.time()],
+            )
 
     def enqueue(
         self,

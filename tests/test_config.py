@@ -300,7 +300,8 @@ MISTAKES = [
     ),
     (
         _sub('type = "jenkins"', 'type = "gitlb"'),
-        'servers[0] (main).type: no connector "gitlb" installed (installed: buildbot, jenkins)',
+        'servers[0] (main).type: no connector "gitlb" installed'
+        " (installed: buildbot, jenkins, teamcity)",
     ),
     (
         _sub('type = "jenkins"', 'type = "buildbot"'),
