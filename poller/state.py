@@ -104,7 +104,10 @@ class State:
             raise RuntimeError(f"{self.path} was written by a newer sei-poller (schema {version})")
         with db.conn:
             db.conn.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                # Only then: the pragma rewrites the file header even with the same value, and
+                # a dry run must leave the database as it found it.
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._tighten_modes()
 
     @property
