@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,13 +88,38 @@ class Item:
     attempts: int
 
 
+class _Handle:
+    """One thread's connection, held only by that thread's `threading.local` slot.
+
+    A sqlite3 connection is in a reference cycle with its own statement cache, so dropping it
+    frees it only at some later full garbage collection, its file descriptors and page cache
+    held until then. This closes it as soon as the slot goes, which happens in the thread
+    itself as it ends.
+    """
+
+    __slots__ = ("__weakref__", "db")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        # sqlite3 lets only the owning thread close a connection.
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            self.db.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class State:
     """One connection per thread: pollers and the deliverer share the file, not a handle."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._all: list[Database] = []
+        # Weak: a thread's connection is closed as the thread ends (see _Handle), so the scan
+        # threads each poll starts, and each metrics scrape's thread, leave nothing open.
+        self._all: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
@@ -112,18 +138,18 @@ class State:
 
     @property
     def db(self) -> Database:
-        db = getattr(self._local, "db", None)
-        if db is None:
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
             # Deferred transactions opened by DML and committed by `with conn:` blocks.
             conn = sqlite3.connect(self.path, timeout=30)
             db = Database(conn)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
-            self._local.db = db
+            handle = self._local.handle = _Handle(db)
             with self._lock:
-                self._all.append(db)
-        return db
+                self._all.add(handle)
+        return handle.db
 
     def _tighten_modes(self) -> None:
         """The database and its WAL hold payloads: owner-only, whatever the umask."""
@@ -134,10 +160,8 @@ class State:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._all:
-                # A connection owned by a thread that already finished cannot be closed here.
-                with contextlib.suppress(sqlite3.ProgrammingError):
-                    db.conn.close()
+            for handle in list(self._all):
+                handle.close()  # another live thread's cannot be: it closes as that thread ends
             self._all.clear()
         self._local = threading.local()
 
