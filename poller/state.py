@@ -7,7 +7,6 @@ row, its ledger row and its job's watermark) happens in one transaction, so a cr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -98,14 +97,18 @@ class _Handle:
     """
 
     __slots__ = ("__weakref__", "db")
+    # Bound here, not looked up in the module: `__del__` may run as the interpreter exits,
+    # when module globals may already be gone.
+    _not_owner = sqlite3.ProgrammingError
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def close(self) -> None:
-        # sqlite3 lets only the owning thread close a connection.
-        with contextlib.suppress(sqlite3.ProgrammingError):
+        try:
             self.db.conn.close()
+        except self._not_owner:
+            return  # sqlite3 lets only the owning thread close a connection
 
     def __del__(self) -> None:
         self.close()
