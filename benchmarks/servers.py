@@ -5,9 +5,13 @@ or shares their GIL.
     python -m benchmarks.servers sei --latency 0.02
 
 Prints one JSON line (URL, credentials, pid), then answers commands read from stdin, one JSON
-line each: ``count`` (Jenkins requests so far, by kind), ``reset``, ``cpu`` (this process's
-CPU seconds), ``stats`` (SEI: accepted POSTs, distinct keys, first/last arrival), ``latency S``,
-``quit``. EOF on stdin also stops the server, so a crashed runner leaves nothing behind.
+line each: ``count`` (Jenkins requests so far, by kind), ``reset``, ``add N`` (Jenkins: N new
+finished builds, one per job round-robin), ``cpu`` (this process's CPU seconds), ``stats`` (SEI:
+accepted POSTs, distinct keys, first/last arrival), ``latency S``, ``quit``. EOF on stdin also
+stops the server, so a crashed runner leaves nothing behind.
+
+``jenkins --build-every S`` also finishes one new build every S seconds by itself (round-robin
+over the jobs), the steady trickle a long-running daemon sees; ``count`` reports ``added``.
 """
 
 from __future__ import annotations
@@ -112,6 +116,32 @@ class CountingSei(FakeSei):
             self.connections = 0
 
 
+class _Feed:
+    """New finished builds, one job after another, so every job keeps moving."""
+
+    def __init__(self, fj: FakeJenkins, folders: int, jobs_per_folder: int) -> None:
+        self.fj = fj
+        self.jobs = [
+            f"folder-{f:03d}/job-{j:03d}" for j in range(jobs_per_folder) for f in range(folders)
+        ]
+        self.added = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> int:
+        with self._lock:
+            for _ in range(n):
+                self.fj.add_build(self.jobs[self.added % len(self.jobs)], duration=1000)
+                self.added += 1
+            return self.added
+
+    def every(self, seconds: float, stop: threading.Event) -> None:
+        """One build per `seconds` on a fixed schedule, so a slow add does not drift the rate."""
+        due = time.monotonic() + seconds
+        while not stop.wait(max(0.0, due - time.monotonic())):
+            self.add(1)
+            due += seconds
+
+
 def _serve_jenkins(args: argparse.Namespace) -> None:
     fj = FakeJenkins()
     t0 = time.monotonic()
@@ -123,7 +153,13 @@ def _serve_jenkins(args: argparse.Namespace) -> None:
         pipeline_share=args.pipeline_share,
     )
     seeded = time.monotonic() - t0
+    feed = _Feed(fj, args.folders, args.jobs_per_folder)
     fj.start()
+    stop = threading.Event()
+    if args.build_every:
+        threading.Thread(
+            target=feed.every, args=(args.build_every, stop), name="build-feed", daemon=True
+        ).start()
     _hello(
         {
             "url": fj.url,
@@ -144,15 +180,19 @@ def _serve_jenkins(args: argparse.Namespace) -> None:
                 "by_kind": dict(kinds),
                 "bytes": sum(r.size for r in reqs),
                 "errors": sum(1 for r in reqs if r.status >= 400 and _kind(r.path) != "crumb"),
+                "added": feed.added,
             }
         if cmd == "reset":
             fj.reset_requests()
             return {"ok": True}
+        if cmd.startswith("add "):
+            return {"added": feed.add(int(cmd.split()[1]))}
         raise ValueError(cmd)
 
     try:
         _loop(answer)
     finally:
+        stop.set()
         fj.stop()
 
 
@@ -254,7 +294,13 @@ class Remote:
         self.close()
 
 
-def jenkins(folders: int, jobs_per_folder: int, builds: int, pipeline_share: float = 0.3) -> Remote:
+def jenkins(
+    folders: int,
+    jobs_per_folder: int,
+    builds: int,
+    pipeline_share: float = 0.3,
+    build_every: float = 0.0,
+) -> Remote:
     return Remote(
         "jenkins",
         "--folders",
@@ -265,6 +311,8 @@ def jenkins(folders: int, jobs_per_folder: int, builds: int, pipeline_share: flo
         str(builds),
         "--pipeline-share",
         str(pipeline_share),
+        "--build-every",
+        str(build_every),
     )
 
 
@@ -280,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     j.add_argument("--jobs-per-folder", type=int, required=True)
     j.add_argument("--builds", type=int, required=True)
     j.add_argument("--pipeline-share", type=float, default=0.3)
+    j.add_argument("--build-every", type=float, default=0.0, help="seconds; 0: no feed")
     s = sub.add_parser("sei")
     s.add_argument("--latency", type=float, default=0.0)
     args = p.parse_args(argv)

@@ -44,6 +44,11 @@ FIRST_PAGE = 20  # the first page of a time-bounded read, before knowing how far
 JOBS_PAGE = 1000  # children per container request
 MAX_BODY = 64 * 1024 * 1024  # a sane cap: no answer we ask for is anywhere near this
 UPSTREAM_DEPTH = 10
+# Upstream builds' causes, newest used kept: a deploy fan-out's builds (and a chain's levels)
+# share one root, read once. 4,096 entries outlast any fan-out and a backfill's cross-job
+# reuse; at about 1 KB each that is at most ~4 MB, reached once and never passed however many
+# builds go by. A miss costs one request, never a wrong answer.
+UPSTREAM_CACHE = 4096
 CONTAINER_HINTS = ("Folder", "MultiBranchProject", "OrganizationFolder")
 
 JOB_TREE = "name,fullName,url,color,lastBuild[number],lastCompletedBuild[number],jobs[name]{0,1}"
@@ -495,7 +500,7 @@ class JenkinsConnector:
             found = None  # upstream build discarded: the chain ends here
         with self._upstream_lock:
             self._upstream[key] = found
-            while len(self._upstream) > 4096:
+            while len(self._upstream) > UPSTREAM_CACHE:
                 self._upstream.popitem(last=False)
         return found
 
@@ -582,6 +587,8 @@ def _simple(obj: dict[str, Any]) -> str:
     return _simple_name(str(obj.get("_class", "")))
 
 
+# Java class names (causes, parameters, actions): a few dozen per server, so 512 never evicts
+# in practice, and a plugin minting class names cannot make it grow past ~130 KB.
 @lru_cache(maxsize=512)
 def _simple_name(java_class: str) -> str:
     return java_class.rsplit(".", 1)[-1].rsplit("$", 1)[-1]

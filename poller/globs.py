@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import cache
+from functools import lru_cache
 
 
-@cache
+# Patterns come from the config (include, exclude, cd_jobs) and one `--job` glob, so a handful
+# per server; 256 is far more than any config holds, and keeps a bound should that change.
+@lru_cache(maxsize=256)
 def _compile(pattern: str) -> re.Pattern[str]:
     out, i = [], 0
     while i < len(pattern):

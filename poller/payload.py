@@ -150,6 +150,9 @@ def strip_userinfo(url: str) -> str:
 _SCP = re.compile(r"^(?:[^@/\s]+@)?([^:/\s]+):(?!//)(.+)$")
 
 
+# Keyed by the remote URL as Jenkins reports it: one per repository a server builds, not per
+# build. 1,024 covers a large organisation's repositories; at ~350 bytes an entry it stays
+# under ~360 KB however long the daemon runs.
 @lru_cache(maxsize=1024)
 def normalize_repo_url(url: str) -> str | None:
     """A form SEI's repo parser matches: `https://host/org/repo.git` or `git@host:org/repo.git`."""

@@ -6,7 +6,7 @@ it takes to add a CI system; only the connector a config names is imported.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
 from poller.errors import ConfigError
@@ -15,7 +15,8 @@ GROUP = "sei_poller.connectors"
 REQUIRED = ("discover", "scan", "describe", "close")
 
 
-@cache
+# No arguments, so one entry: the entry points, read once per process.
+@lru_cache(maxsize=1)
 def installed() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 

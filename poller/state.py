@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,33 @@ class Item:
     attempts: int
 
 
+class _Handle:
+    """One thread's connection, held only by that thread's `threading.local` slot.
+
+    A sqlite3 connection is in a reference cycle with its own statement cache, so dropping it
+    frees it only at some later full garbage collection, its file descriptors and page cache
+    held until then. This closes it as soon as the slot goes, which happens in the thread
+    itself as it ends.
+    """
+
+    __slots__ = ("__weakref__", "db")
+    # Bound here, not looked up in the module: `__del__` may run as the interpreter exits,
+    # when module globals may already be gone.
+    _not_owner = sqlite3.ProgrammingError
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        try:
+            self.db.conn.close()
+        except self._not_owner:
+            return  # sqlite3 lets only the owning thread close a connection
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class State:
     """One connection per thread: pollers and the deliverer share the file, not a handle."""
 
@@ -143,7 +171,9 @@ class State:
         self.path = Path(path)
         State.last_path = self.path
         self._local = threading.local()
-        self._all: list[Database] = []
+        # Weak: a thread's connection is closed as the thread ends (see _Handle), so the scan
+        # threads each poll starts, and each metrics scrape's thread, leave nothing open.
+        self._all: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._lock = threading.Lock()
         # Who holds an outbox lease: this process, told apart from a later one with its pid.
         self.owner = process_token(os.getpid()) or str(os.getpid())
@@ -210,18 +240,18 @@ class State:
 
     @property
     def db(self) -> Database:
-        db = getattr(self._local, "db", None)
-        if db is None:
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
             # Deferred transactions opened by DML and committed by `with conn:` blocks.
             conn = sqlite3.connect(self.path, timeout=30)
             db = Database(conn)
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
+            handle = self._local.handle = _Handle(db)
             with self._lock:
-                self._all.append(db)
-        return db
+                self._all.add(handle)
+        return handle.db
 
     def _tighten_modes(self) -> None:
         """The database and its WAL hold payloads: owner-only, whatever the umask."""
@@ -232,10 +262,8 @@ class State:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._all:
-                # A connection owned by a thread that already finished cannot be closed here.
-                with contextlib.suppress(sqlite3.ProgrammingError):
-                    db.conn.close()
+            for handle in list(self._all):
+                handle.close()  # another live thread's cannot be: it closes as that thread ends
             self._all.clear()
         self._local = threading.local()
 
