@@ -2,6 +2,7 @@
 
     python -m benchmarks.wan            # 2,000 payloads per case, about 3 minutes
     python -m benchmarks.wan --quick    # 500 per case
+    python -m benchmarks.wan --with-local   # and then the local hot path, in the same run
 
 Each case runs twice in the same run: sei-poller 0.1's defaults (a fixed window of 2 POSTs,
 `concurrency = 2, adaptive = false`) and today's (`adaptive`, ceiling 16). `once` drains an
@@ -122,6 +123,11 @@ def measure(case: Case, label: str, concurrency: int, adaptive: bool, n: int) ->
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="500 payloads per case")
+    p.add_argument(
+        "--with-local",
+        action="store_true",
+        help="then the local hot path (benchmarks.hotpath), so both sets come from one run",
+    )
     p.add_argument("--output", default=str(Path(__file__).with_name("wan-results.json")))
     args = p.parse_args(argv)
     n = 500 if args.quick else 2000
@@ -148,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         if r["variant"].startswith("adaptive") and not r["case"].endswith("half-way")
     )
     print(f"\ntarget ≥ 60 % of the limit in the first two cases: {'met' if met else 'MISSED'}")
+    if args.with_local:
+        from benchmarks import hotpath
+
+        print("\nlocal hot path, same run:")
+        met = hotpath.main() == 0 and met
     return 0 if met else 1
 
 

@@ -112,12 +112,15 @@ class Deliverer:
                 log.warning("abandoning POSTs in flight; they stay pending", count=len(inflight))
                 self.state.release([i.id for i in ready])
                 return report
+            sent: list[int] = []  # the answers that came together are recorded together
             for fut in done:
                 item, epoch = inflight.pop(fut)
                 outcome = fut.result()
                 self._adapt(outcome, epoch)
-                self._record(item, outcome, report)
+                self._record(item, outcome, report, sent)
                 exhausted = False
+            if sent:
+                self.state.sent(*sent)
 
     def _adapt(self, outcome: Outcome, sent_epoch: int) -> None:
         """Feed the window what this answer says about SEI's load (nothing, for a 400)."""
@@ -152,12 +155,12 @@ class Deliverer:
         self._stopping_since = self._stopping_since or time.monotonic()
         return time.monotonic() - self._stopping_since >= STOP_GRACE
 
-    def _record(self, item: Item, outcome: Outcome, report: Report) -> None:
+    def _record(self, item: Item, outcome: Outcome, report: Report, sent: list[int]) -> None:
         ctx = {"server": item.server, "job": item.job, "build": item.number}
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)
         if outcome.kind == "sent":
-            self.state.sent(item.id)
+            sent.append(item.id)
             report.sent += 1
         elif outcome.kind == "dead":
             self.state.dead(item.id, outcome.detail)

@@ -517,14 +517,15 @@ class State:
         ).fetchone()
         return int(row[0])
 
-    def sent(self, item_id: int) -> None:
-        """SEI has it: drop the payload, keep the row for `status` counts."""
+    def sent(self, *item_ids: int) -> None:
+        """SEI has them: drop the payloads, keep the rows for `status` counts (one commit)."""
+        now = time.time()
         with self._write() as conn:
-            conn.execute(
+            conn.executemany(
                 "UPDATE outbox SET status = 'sent', payload = NULL, attempts = attempts + 1,"
                 " sent_at = ?, last_error = NULL, lease_owner = NULL, lease_until = NULL"
                 " WHERE id = ?",
-                [time.time(), item_id],
+                [(now, i) for i in item_ids],
             )
 
     def retry_later(self, item_id: int, delay: float, error: str) -> None:
