@@ -91,6 +91,7 @@ class World:
     running: list[tuple[str, int, int]] = field(default_factory=list)
     next_number: Counter = field(default_factory=Counter)
     permanent: list[str] = field(default_factory=list)
+    transient: set[str] = field(default_factory=set)
     log: list[str] = field(default_factory=list)
     kills: int = 0
     hung_posts: int = 0
@@ -139,7 +140,7 @@ class World:
         if broken:
             path = f"^{self._job_path(job)}/({n}/wfapi/describe|wfapi/runs)$"
             self.permanent.append(path)
-            self.jenkins.fail(path, 500)
+            self.jenkins.break_path(path, 500)
         self.jenkins.add_build(job, n, result=result, timestamp=start, duration=duration)
         self.builds[(job, n, start)] = Truth(result, duration, time.time(), broken=broken)
 
@@ -193,9 +194,15 @@ class World:
         return "".join(f"/job/{seg}" for seg in job.split("/"))
 
     def clear_transient(self) -> None:
-        self.jenkins.clear_faults()
-        for path in self.permanent:
-            self.jenkins.fail(path, 500)
+        """Heal every fault but the permanent ones (never cleared: a moment without them
+        would let the broken build through)."""
+        for pattern in self.transient:
+            self.jenkins.heal(pattern)
+        self.transient.clear()
+
+    def _fault(self, pattern: str) -> str:
+        self.transient.add(pattern)
+        return pattern
 
     # -- processes ----------------------------------------------------------------------
 
@@ -256,15 +263,18 @@ class World:
             self.recreate_phoenix()
         elif what == "burst":
             target = rng.choice([".*", self._job_path(job) + "/", r"/api/json$"])
-            self.jenkins.fail(target, 500, times=rng.randint(2, 12))
+            self.jenkins.fail(self._fault(target), 500, times=rng.randint(2, 12))
         elif what == "flaky":  # a controller under load: a share of every GET fails
-            self.jenkins.flaky(rng.choice([0.1, 0.25, 0.5]), seed=rng.randrange(1 << 30))
+            rate, seed = rng.choice([0.1, 0.25, 0.5]), rng.randrange(1 << 30)
+            self.jenkins.flaky(rate, seed=seed, path_regex=self._fault(".*"))
         elif what == "jhang":  # no answer at all, past the client's timeout
-            self.jenkins.hang(rng.choice([".*", r"/wfapi/"]), 3.0, times=rng.randint(1, 3))
+            target = self._fault(rng.choice([".*", r"/wfapi/"]))
+            self.jenkins.hang(target, 3.0, times=rng.randint(1, 3))
         elif what == "latency":
-            self.jenkins.delay(".*", rng.choice([0.2, 0.5, 2.5]))  # 2.5 s: past the timeout
+            delay = rng.choice([0.2, 0.5, 2.5])  # 2.5 s: past the timeout
+            self.jenkins.delay(self._fault(".*"), delay)
         elif what == "folder":
-            self.jenkins.fail(r"^/job/f1/api/json$", 500)  # until the next clear
+            self.jenkins.fail(self._fault(r"^/job/f1/api/json$"), 500)  # until the next clear
         elif what == "broken" and not self.permanent:
             self.add_finished(rng.choice(PIPELINES), broken=True)
         elif what == "sei503":
