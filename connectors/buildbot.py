@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -27,7 +26,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from connectors.session import prepare, read_capped, redact_url
+from connectors.session import get_capped, prepare, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -129,29 +128,18 @@ class BuildbotConnector:
         return self._fetch(url, params)
 
     def _fetch(self, url: str, params: list[tuple[str, Any]]) -> Any:
-        status: int | None = None
         where = redact_url(url)
-        with self._throttle.slot():
-            started = time.monotonic()
-            try:
-                resp = self._session.get(
-                    url,
-                    params=params or None,
-                    timeout=self.spec.timeout,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.SSLError:
-                raise ConnectorError("TLS error talking to Buildbot", url=where) from None
-            except requests.RequestException as exc:
-                raise ConnectorError(f"request failed: {type(exc).__name__}", url=where) from None
-            try:
-                status = resp.status_code
-                body = read_capped(resp, where, MAX_BODY)
-            finally:
-                resp.close()
-                if self.on_request:
-                    self.on_request(status, time.monotonic() - started)
+        resp, body = get_capped(
+            self._session,
+            url,
+            params or None,
+            timeout=self.spec.timeout,
+            throttle=self._throttle,
+            on_request=self.on_request,
+            system="Buildbot",
+            limit=MAX_BODY,
+        )
+        status = resp.status_code
         if resp.is_redirect:
             # Never followed: it would carry our session cookie wherever it points.
             raise ConnectorError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -10,6 +13,9 @@ from urllib3.util.retry import Retry
 
 from poller.errors import ConnectorError
 from poller.model import ServerSpec
+
+if TYPE_CHECKING:
+    from connectors.throttle import Throttle
 
 # A poller only reads, and a GET is safe to repeat: a 500 from a controller under load (or a
 # proxy in front of it), a gateway error or a reset connection is retried a few times, with
@@ -57,3 +63,42 @@ def read_capped(resp: requests.Response, where: str, limit: int) -> bytes:
             raise ConnectorError(f"answer larger than {limit >> 20} MB", url=where)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def get_capped(
+    session: requests.Session,
+    url: str,
+    params: Any,
+    *,
+    timeout: float,
+    throttle: Throttle,
+    on_request: Callable[[int | None, float], None] | None,
+    system: str,
+    limit: int,
+) -> tuple[requests.Response, bytes]:
+    """One GET in a politeness slot of `throttle`: redirects not followed, the body read whole
+    (at most `limit` bytes), the status and time taken reported to `on_request`.
+
+    A failure to get an answer is a `ConnectorError` naming `system` ("TeamCity") for TLS; the
+    caller judges the status.
+    """
+    where = redact_url(url)
+    status: int | None = None
+    with throttle.slot():
+        started = time.monotonic()
+        try:
+            resp = session.get(
+                url, params=params, timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.exceptions.SSLError:
+            raise ConnectorError(f"TLS error talking to {system}", url=where) from None
+        except requests.RequestException as exc:
+            raise ConnectorError(f"request failed: {type(exc).__name__}", url=where) from None
+        try:
+            status = resp.status_code
+            body = read_capped(resp, where, limit)
+        finally:
+            resp.close()
+            if on_request:
+                on_request(status, time.monotonic() - started)
+    return resp, body

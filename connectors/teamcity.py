@@ -47,7 +47,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors.session import prepare, read_capped, redact_url
+from connectors.session import get_capped, prepare, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -192,28 +192,17 @@ class TeamCityConnector:
     def _get(self, url: str, params: dict[str, str] | None = None) -> tuple[Any, int | None]:
         """GET a JSON answer, and the server's clock from its `Date` header (ms)."""
         where = redact_url(url)
-        status: int | None = None
-        with self._throttle.slot():
-            started = time.monotonic()
-            try:
-                resp = self._session.get(
-                    url,
-                    params=params,
-                    timeout=self.spec.timeout,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.SSLError:
-                raise ConnectorError("TLS error talking to TeamCity", url=where) from None
-            except requests.RequestException as exc:
-                raise ConnectorError(f"request failed: {type(exc).__name__}", url=where) from None
-            try:
-                status = resp.status_code
-                body = read_capped(resp, where, MAX_BODY)
-            finally:
-                resp.close()
-                if self.on_request:
-                    self.on_request(status, time.monotonic() - started)
+        resp, body = get_capped(
+            self._session,
+            url,
+            params,
+            timeout=self.spec.timeout,
+            throttle=self._throttle,
+            on_request=self.on_request,
+            system="TeamCity",
+            limit=MAX_BODY,
+        )
+        status = resp.status_code
         if resp.is_redirect:
             # Never followed: the credentials would go wherever it points.
             raise ConnectorError(

@@ -5,10 +5,13 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from poller import logs
+from poller.cli import main
+from poller.standins.sei import FakeSei
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +54,24 @@ def write_config(
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+class PollerEnv:
+    """What the stand-in test environments share: `sei-poller` runs on ``config``, and the
+    runs ``sei`` accepted. Subclasses are dataclasses holding the CI stand-in as well."""
+
+    sei: FakeSei
+    config: Path
+
+    def run(self, *args: str) -> int:
+        return main(["-c", str(self.config), *args])
+
+    def once(self, *args: str) -> int:
+        return self.run("once", *args)
+
+    def runs(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """Accepted runs by (job_full_name, build_number)."""
+        return {(k[1], k[2]): v for k, v in self.sei.runs().items()}
 
 
 def _toml(v: object) -> str:

@@ -8,30 +8,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poller.cli import main
 from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
-from tests.conftest import write_config
+from tests.conftest import PollerEnv, write_config
 
 GUID = "666ba79b-3f3d-4236-ac04-4686ce526705"
 DAY = 86_400_000
 
 
+def jenkins_server(jenkins: FakeJenkins, **more: Any) -> dict[str, Any]:
+    """The `[[servers]]` entry for the stand-in Jenkins, ``more`` added or overriding."""
+    return {
+        "name": "jenkins-main",
+        "type": "jenkins",
+        "url": jenkins.url,
+        "username": jenkins.username,
+        "token": jenkins.token,
+        "instance_guid": GUID,
+        "instance_name": "Jenkins-1",
+        "backfill_since": "all",
+        "timeout": 2,
+        **more,
+    }
+
+
 @dataclass
-class Env:
+class Env(PollerEnv):
     jenkins: FakeJenkins
     sei: FakeSei
     dir: Path
     config: Path
-
-    def run(self, *args: str) -> int:
-        return main(["-c", str(self.config), *args])
-
-    def once(self, *args: str) -> int:
-        return self.run("once", *args)
-
-    def runs(self) -> dict[tuple[str, int], dict[str, Any]]:
-        return {(k[1], k[2]): v for k, v in self.sei.runs().items()}
 
     def sent_numbers(self, job: str) -> list[int]:
         return sorted(n for (j, n) in self.runs() if j == job)
@@ -42,19 +48,8 @@ class Env:
         return row[0] if row else None
 
     def write(self, **server: Any) -> None:
-        base = {
-            "name": "jenkins-main",
-            "type": "jenkins",
-            "url": self.jenkins.url,
-            "username": self.jenkins.username,
-            "token": self.jenkins.token,
-            "instance_guid": GUID,
-            "instance_name": "Jenkins-1",
-            "backfill_since": "all",
-            "timeout": 2,
-        }
-        base.update(server)
-        write_config(self.config, sei_url=self.sei.url, servers=[base])
+        servers = [jenkins_server(self.jenkins, **server)]
+        write_config(self.config, sei_url=self.sei.url, servers=servers)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poller.cli import main
 from poller.payload import execution_id
 from poller.standins.sei import FakeSei
 from poller.standins.teamcity import FakeTeamCity
-from tests.conftest import write_config
+from tests.conftest import PollerEnv, write_config
 
 GUID = "5b1f3c2a-9d4e-4f6a-8b7c-2e1d0a9f8c7b"
 SECOND = 1000
@@ -22,20 +21,11 @@ DAY = 24 * HOUR
 
 
 @dataclass
-class Env:
+class Env(PollerEnv):
     tc: FakeTeamCity
     sei: FakeSei
     dir: Path
     config: Path
-
-    def run(self, *args: str) -> int:
-        return main(["-c", str(self.config), *args])
-
-    def once(self, *args: str) -> int:
-        return self.run("once", *args)
-
-    def runs(self) -> dict[tuple[str, int], dict[str, Any]]:
-        return {(k[1], k[2]): v for k, v in self.sei.runs().items()}
 
     def sent(self, job: str | None = None) -> list[int]:
         return sorted(n for (j, n) in self.runs() if job is None or j == job)

@@ -36,7 +36,7 @@ import pytest
 from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import GUID
+from tests.jenkins_env import jenkins_server
 
 CONCURRENCY = 4  # write_config's [sei] concurrency: the most POSTs a kill can leave in flight
 SEI_TIMEOUT = 2.0
@@ -104,18 +104,7 @@ class World:
         self.jenkins = FakeJenkins().start()
         self.sei = TimedSei().start()
         self.config = self.dir / "config.toml"
-        server = {
-            "name": "jenkins-main",
-            "type": "jenkins",
-            "url": self.jenkins.url,
-            "username": self.jenkins.username,
-            "token": self.jenkins.token,
-            "instance_guid": GUID,
-            "instance_name": "Jenkins-1",
-            "backfill_since": "all",
-            "timeout": 2,
-            "poll_interval": 1,
-        }
+        server = jenkins_server(self.jenkins, poll_interval=1)
         write_config(self.config, sei_url=self.sei.url, servers=[server])
         text = self.config.read_text().replace("[sei]\n", f"[sei]\ntimeout = {SEI_TIMEOUT}\n", 1)
         self.config.write_text(text)

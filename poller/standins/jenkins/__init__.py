@@ -40,9 +40,9 @@ Standard library only; nothing here imports pytest.
 
 from __future__ import annotations
 
+from ..http import Recorded
 from .controller import FakeJenkins, Finished
 from .seed import seed_bulk, seed_demo
-from .server import Recorded
 from .tree import TreeError, parse_tree
 
 __all__ = [

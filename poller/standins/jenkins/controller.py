@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import re
-import threading
 import time
 from typing import Any, NamedTuple
 
+from ..http import Standin
 from .builds import _add_interrupted, _make_build
-from .faults import Faults
 from .model import _Container, _Explicit, _Item, _Job, _Lazy, _Root
 from .names import _WF_STATUS, CONTAINER_CLASSES, RESULTS, _now_ms, _sha
-from .server import Recorded, _Server
+from .server import _Handler
 
 
 class Finished(NamedTuple):
@@ -22,7 +21,7 @@ class Finished(NamedTuple):
     result: str
 
 
-class FakeJenkins:
+class FakeJenkins(Standin):
     """A Jenkins controller on 127.0.0.1 with an editable model of folders, jobs and builds.
 
     The port is bound at construction, so ``url`` (and every build's ``url``) is final before
@@ -35,6 +34,7 @@ class FakeJenkins:
     #: Size of every git ``BuildData.buildsByBranchName`` map (besides the built branch):
     #: large enough that fetching it by mistake shows up in ``Recorded.size``.
     build_data_branches: int = 40
+    thread_prefix = "fake-jenkins"
 
     def __init__(
         self,
@@ -45,55 +45,16 @@ class FakeJenkins:
         require_auth: bool = True,
         version: str = "2.440.3",
     ) -> None:
-        stripped = context_path.strip("/")
-        self.context_path = f"/{stripped}" if stripped else ""
+        super().__init__(context_path, _Handler)
         self.username = username
         self.token = token
         self.require_auth = require_auth
         self.version = version
-        self._lock = threading.RLock()
-        self._req_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self.faults = Faults()
         self._queue_id = 100
         self._finished: dict[tuple[str, int], Finished] = {}
         self._bulk_seeded: dict[str, float] = {}  # job full name -> when seed_bulk made it
         self._session = _sha(id(self), time.time())[:8]
-        self.requests: list[Recorded] = []
-        self._httpd = _Server(self)
-        port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{port}{self.context_path}/"
         self._root = _Root(self)
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> FakeJenkins:
-        """Serve in a daemon thread; returns self so ``fj = FakeJenkins().start()`` reads well."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"fake-jenkins-{self.url}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close open keep-alive connections (idempotent)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.drop_connections()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeJenkins:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- model -------------------------------------------------------------------------------
     def _find(self, full_name: str) -> _Item | None:
@@ -370,10 +331,6 @@ class FakeJenkins:
     def clear_faults(self) -> None:
         """Remove every fault."""
         self.faults.clear()
-
-    def reset_requests(self) -> None:
-        with self._req_lock:
-            self.requests.clear()
 
     def count(self, path_regex: str = ".*") -> int:
         """How many recorded requests have a path matching ``path_regex`` (``re.search``)."""

@@ -1,23 +1,19 @@
-"""The HTTP side: a threading server, its handler, basic auth and the routing of Jenkins' URLs.
+"""The HTTP side: the handler, basic auth and the routing of Jenkins' URLs.
 
-Every request is answered by :func:`_serve` from the controller's model, under the model lock,
-after the controller's faults had their say.
+Every request is answered by :func:`_answer` from the controller's model, under the model lock,
+after the controller's faults had their say (in :class:`poller.standins.http.StandinHandler`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hmac
 import re
-import socket
-import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import parse_qsl, quote_plus, unquote
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote_plus, unquote
 
+from ..http import StandinHandler
 from .model import _Container, _Item, _Job, _Root, _Run
 from .names import PERMALINKS, _enc
 from .tree import TreeError, _dumps, _Node, _prune, parse_tree
@@ -25,20 +21,6 @@ from .wfapi import _wf_run
 
 if TYPE_CHECKING:
     from .controller import FakeJenkins
-
-
-class Recorded(NamedTuple):
-    """One request the stand-in answered (faults and 401s included)."""
-
-    method: str
-    path: str  # as sent on the wire (still percent-encoded), without the query
-    query: dict[str, str]  # decoded query parameters (last value wins)
-    status: int
-    raw_query: str = ""
-    size: int = 0  # response body bytes: lets benchmarks see who fetched the BuildData bloat
-    #: the fault that shaped the answer: "" (none), "delay", "fail", "break", "flaky", "hang"
-    #: (status 0: no answer was sent) or "reset" (status line sent, body cut off)
-    fault: str = ""
 
 
 class _NotFound(Exception):
@@ -113,78 +95,35 @@ def _login_page(ctx: str, path: str, raw_query: str) -> bytes:
     ).encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, fj: FakeJenkins) -> None:
-        self.fj = fj
-        self.conns: set[socket.socket] = set()
-        self.resets: set[socket.socket] = set()
-        self.conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        # Without TCP_NODELAY, Nagle plus delayed ACK stalls every keep-alive answer ~40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.conns_lock:
-            self.conns.add(sock)
-        return sock, addr
-
-    def reset_on_close(self, sock: socket.socket) -> None:
-        """Close ``sock`` with a TCP RST (SO_LINGER 0) instead of a FIN when its request ends."""
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with self.conns_lock:
-            self.resets.add(sock)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.conns_lock:
-            self.conns.discard(request)
-            reset = request in self.resets
-            self.resets.discard(request)
-        if reset:  # no shutdown(SHUT_WR) first: that would send a FIN before the RST
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-answer (timeout tests do) is not an error worth printing."""
-
-    def drop_connections(self) -> None:
-        with self.conns_lock:
-            conns = list(self.conns)
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+class _Handler(StandinHandler):
     server_version = "Jetty(10.0.20)"
-    server: _Server
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests and benchmarks read ``FakeJenkins.requests`` instead."""
-
-    def do_GET(self) -> None:
-        _serve(self.server.fj, self, "GET")
-
-    def do_HEAD(self) -> None:
-        _serve(self.server.fj, self, "HEAD")
-
-    def do_POST(self) -> None:
-        _serve(self.server.fj, self, "POST")
+    close_unless_read = True
 
     def do_PUT(self) -> None:
-        _serve(self.server.fj, self, "PUT")
+        self.serve("PUT")
 
     def do_DELETE(self) -> None:
-        _serve(self.server.fj, self, "DELETE")
+        self.serve("DELETE")
+
+    @property
+    def fj(self) -> FakeJenkins:
+        return cast("FakeJenkins", self.server.standin)
+
+    def answer(
+        self, method: str, path: str, raw_query: str, query: dict[str, str], extra: list[Any]
+    ) -> tuple[int, str, bytes]:
+        return _answer(self.fj, method, path, raw_query, query, self.headers, extra)
+
+    def error_answer(self, status: int, path: str, message: str | None) -> tuple[str, bytes]:
+        return _HTML, _error_page(status, path, message)
+
+    def site_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Jenkins", self.fj.version),
+            ("X-Jenkins-Session", self.fj._session),
+            ("X-Hudson", "1.395"),
+        ]
 
 
 _REF = "number,url"
@@ -209,65 +148,6 @@ _DEFAULT_ROOT = parse_tree(
     internal=True,
 )
 _FULL = parse_tree("x[**]", internal=True).children["x"]
-
-
-def _serve(fj: FakeJenkins, h: _Handler, method: str) -> None:
-    path, _, raw_query = h.path.partition("?")
-    query = dict(parse_qsl(raw_query, keep_blank_values=True))
-    length = int(h.headers.get("Content-Length") or 0)
-    if length:
-        h.rfile.read(length)
-    hang = fj.faults.hang_for(path)
-    if hang is not None:
-        _record(fj, Recorded(method, path, query, 0, raw_query, 0, "hang"))
-        fj._stopping.wait(hang)
-        h.close_connection = True  # no answer at all: the connection just closes
-        return
-    pause = fj.faults.pause(path)
-    fault = "delay" if pause else ""
-    if pause:
-        fj._stopping.wait(pause)
-    extra: list[tuple[str, str]] = []
-    failed = fj.faults.failure(path, unquote(raw_query))
-    if failed is not None:
-        fault, status = failed
-        ctype, body = _HTML, _error_page(status, path)
-    else:
-        try:
-            status, ctype, body = _answer(fj, method, path, raw_query, query, h.headers, extra)
-        except Exception as exc:  # a stand-in bug must not hang the client
-            status, ctype = 500, _HTML
-            body = _error_page(500, path, f"{type(exc).__name__}: {exc}")
-    sent = b"" if method == "HEAD" else body
-    if fj.faults.resets(path):
-        fault, sent = "reset", sent[: len(sent) // 2]
-    _record(fj, Recorded(method, path, query, status, raw_query, len(sent), fault))
-    try:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        h.send_header("X-Content-Type-Options", "nosniff")
-        h.send_header("X-Jenkins", fj.version)
-        h.send_header("X-Jenkins-Session", fj._session)
-        h.send_header("X-Hudson", "1.395")
-        for k, v in extra:
-            h.send_header(k, v)
-        if method not in ("GET", "HEAD"):
-            h.send_header("Connection", "close")
-            h.close_connection = True
-        h.end_headers()
-        h.wfile.write(sent)
-        if fault == "reset":
-            h.wfile.flush()
-            h.server.reset_on_close(h.connection)
-            h.close_connection = True
-    except (BrokenPipeError, ConnectionResetError):
-        h.close_connection = True
-
-
-def _record(fj: FakeJenkins, rec: Recorded) -> None:
-    with fj._req_lock:
-        fj.requests.append(rec)
 
 
 def _user(fj: FakeJenkins, headers: Any) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ a server that behaves like TeamCity where it matters to a poller, without runnin
   TeamCity's 400 text, and known ones the stand-in does not implement refused too;
 - auth on every path: `Authorization: Bearer <token>` or HTTP basic; anything else 401;
 - a canceled build stays `running` (status UNKNOWN) until the agent stops it;
-- faults from the Jenkins stand-in's :mod:`poller.standins.jenkins.faults` (500s, latency,
+- faults shared with the Jenkins stand-in, :mod:`poller.standins.faults` (500s, latency,
   hangs, resets) on chosen paths.
 
 Shapes come from the recorded answers in ``data/teamcity/`` (three real servers, see

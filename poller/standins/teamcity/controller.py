@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from typing import Any
 
-from ..jenkins.faults import Faults
-from ..jenkins.server import Recorded
+from ..http import Standin
 from .fixtures import server_template
 from .model import ROOT, Build, BuildType, Project, User, VcsRoot, tc_time
-from .server import _Server
+from .server import _Handler
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class FakeTeamCity:
+class FakeTeamCity(Standin):
     """A TeamCity server on 127.0.0.1 with an editable model.
 
     Builds get ids from one server-wide sequence when they are queued, as on TeamCity, so a
@@ -30,6 +28,8 @@ class FakeTeamCity:
     on every path; anything else is 401. ``tz`` is the server's zone in its dates
     (``+0300`` like the Ignite server the fixtures come from).
     """
+
+    thread_prefix = "fake-teamcity"
 
     def __init__(
         self,
@@ -44,18 +44,12 @@ class FakeTeamCity:
         settings_permission: bool = True,
         lookup_limit_next_href: bool = False,
     ) -> None:
-        stripped = context_path.strip("/")
-        self.context_path = f"/{stripped}" if stripped else ""
+        super().__init__(context_path, _Handler)
         self.token, self.username, self.password = token, username, password
         self.version, self.tz = version, tz
         self.default_lookup_limit = default_lookup_limit
         self.settings_permission = settings_permission
         self.lookup_limit_next_href = lookup_limit_next_href
-        self._lock = threading.RLock()
-        self._req_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self.faults = Faults()
-        self.requests: list[Recorded] = []
         self.started_ms = now_ms()
         self.projects: dict[str, Project] = {
             ROOT: Project(
@@ -72,43 +66,8 @@ class FakeTeamCity:
         self._instance_ids = itertools.count(1)
         self._change_ids = itertools.count(1000)
         self.add_user(username, "SEI poller")
-        self._httpd = _Server(self)
-        port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{port}{self.context_path}/"
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> FakeTeamCity:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"fake-teamcity-{self.url}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.drop_connections()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeTeamCity:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- requests ----------------------------------------------------------------------------
-    def reset_requests(self) -> None:
-        with self._req_lock:
-            self.requests.clear()
-
+    # -- requests (lifecycle and request log: Standin) ---------------------------------------
     def count(self, pattern: str = "") -> int:
         with self._req_lock:
             return sum(1 for r in self.requests if pattern in r.path)

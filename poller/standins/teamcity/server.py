@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hmac
 import json
 import re
-import socket
-import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, unquote
 
-from ..jenkins.server import Recorded
+from ..http import StandinHandler
 from .finder import find_builds
 from .locator import LocatorError, Spec, parse_fields, prune
 from .model import DEFAULT_BUILD, DEFAULT_BUILD_TYPE, DEFAULT_PROJECT, Render
@@ -76,126 +71,24 @@ def error_text(status: int, message: str, exc: str | None = None) -> bytes:
 _UNAUTHORIZED = b'Authentication required\nTo login manually go to "/login.html" page'
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, tc: FakeTeamCity) -> None:
-        self.tc = tc
-        self.conns: set[socket.socket] = set()
-        self.resets: set[socket.socket] = set()
-        self.conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.conns_lock:
-            self.conns.add(sock)
-        return sock, addr
-
-    def reset_on_close(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with self.conns_lock:
-            self.resets.add(sock)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.conns_lock:
-            self.conns.discard(request)
-            reset = request in self.resets
-            self.resets.discard(request)
-        if reset:
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-answer is not an error worth printing."""
-
-    def drop_connections(self) -> None:
-        with self.conns_lock:
-            conns = list(self.conns)
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(StandinHandler):
     server_version = "Apache-Coyote/1.1"  # what TeamCity's Tomcat sends (GUESS on newer ones)
-    server: _Server
 
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``FakeTeamCity.requests`` instead."""
-
-    def do_GET(self) -> None:
-        _serve(self.server.tc, self, "GET")
-
-    def do_HEAD(self) -> None:
-        _serve(self.server.tc, self, "HEAD")
-
-    def do_POST(self) -> None:
-        _serve(self.server.tc, self, "POST")
-
-
-def _serve(tc: FakeTeamCity, h: _Handler, method: str) -> None:
-    path, _, raw_query = h.path.partition("?")
-    query = dict(parse_qsl(raw_query, keep_blank_values=True))
-    length = int(h.headers.get("Content-Length") or 0)
-    if length:
-        h.rfile.read(length)
-    hang = tc.faults.hang_for(path)
-    if hang is not None:
-        _record(tc, Recorded(method, path, query, 0, raw_query, 0, "hang"))
-        tc._stopping.wait(hang)
-        h.close_connection = True
-        return
-    pause = tc.faults.pause(path)
-    fault = "delay" if pause else ""
-    if pause:
-        tc._stopping.wait(pause)
-    extra: list[tuple[str, str]] = []
-    failed = tc.faults.failure(path, unquote(raw_query))
-    if failed is not None:
-        fault, status = failed
-        ctype, body = _TEXT, error_text(status, "injected fault", "java.lang.RuntimeException")
-    else:
+    def answer(
+        self, method: str, path: str, raw_query: str, query: dict[str, str], extra: list[Any]
+    ) -> tuple[int, str, bytes]:
+        tc = cast("FakeTeamCity", self.server.standin)
         try:
-            status, ctype, body = _answer(tc, method, path, query, h.headers, extra)
+            return _answer(tc, method, path, query, self.headers, extra)
         except HttpError as exc:
-            status, ctype, body = exc.status, _TEXT, error_text(exc.status, exc.message, exc.exc)
-        except Exception as exc:  # a stand-in bug must not hang the client
-            status, ctype = 500, _TEXT
-            body = error_text(500, f"{type(exc).__name__}: {exc}", "java.lang.RuntimeException")
-    sent = b"" if method == "HEAD" else body
-    if tc.faults.resets(path):
-        fault, sent = "reset", sent[: len(sent) // 2]
-    _record(tc, Recorded(method, path, query, status, raw_query, len(sent), fault))
-    try:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        h.send_header("Cache-Control", "no-cache, no-store")
-        h.send_header("TeamCity-Node-Id", "MAIN_SERVER")
-        for k, v in extra:
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(sent)
-        if fault == "reset":
-            h.wfile.flush()
-            h.server.reset_on_close(h.connection)
-            h.close_connection = True
-    except (BrokenPipeError, ConnectionResetError):
-        h.close_connection = True
+            return exc.status, _TEXT, error_text(exc.status, exc.message, exc.exc)
 
+    def error_answer(self, status: int, path: str, message: str | None) -> tuple[str, bytes]:
+        text = "injected fault" if message is None else message
+        return _TEXT, error_text(status, text, "java.lang.RuntimeException")
 
-def _record(tc: FakeTeamCity, rec: Recorded) -> None:
-    with tc._req_lock:
-        tc.requests.append(rec)
+    def site_headers(self) -> list[tuple[str, str]]:
+        return [("Cache-Control", "no-cache, no-store"), ("TeamCity-Node-Id", "MAIN_SERVER")]
 
 
 def _who(tc: FakeTeamCity, headers: Any, prefix: str) -> str | None:
