@@ -484,24 +484,7 @@ class _JobScan:
         else:
             floor = js.floor
         if not self.sequential:
-            # The highest number seen, marking the job as known; nothing is pruned below it.
-            # A parked build holds the time cursor, as it holds a sequential job's watermark,
-            # so the listing that finds it again still reaches back to it; a history read
-            # with nothing parked covers its window, so a backfill run again skips the job.
-            held = self.blocked and js.cursor is not None
-            covered = js.covered_ms
-            if (self.is_new or self.backfill) and not self.blocked:
-                reached = self.bound or 0
-                covered = reached if covered is None else min(covered, reached)
-            return JobUpdate(
-                max(top, js.watermark or 0),
-                floor,
-                job.last_build,
-                job.last_completed,
-                js.cursor if held else self.checkpoint,
-                covered,
-                prune=False,
-            )
+            return self._keyed_update(top, floor)
         if not self.is_new and not self.backfill:
             self._log_vanished(js.watermark or 0, watermark)
         covered = js.covered_ms
@@ -522,6 +505,30 @@ class _JobScan:
             self.checkpoint,
             covered,
             vanished=gone,
+        )
+
+    def _keyed_update(self, top: int, floor: int | None) -> JobUpdate:
+        """A time-cursored job: numbers are keys, the ledger says what was sent.
+
+        The highest number seen marks the job as known; nothing is pruned below it. A
+        parked build holds the time cursor, as it holds a sequential job's watermark, so
+        the listing that finds it again still reaches back to it; a history read with
+        nothing parked covers its window, so a backfill run again skips the job.
+        """
+        js, job = self.js, self.job
+        held = self.blocked and js.cursor is not None
+        covered = js.covered_ms
+        if (self.is_new or self.backfill) and not self.blocked:
+            reached = self.bound or 0
+            covered = reached if covered is None else min(covered, reached)
+        return JobUpdate(
+            max(top, js.watermark or 0),
+            floor,
+            job.last_build,
+            job.last_completed,
+            js.cursor if held else self.checkpoint,
+            covered,
+            prune=False,
         )
 
     def _log_vanished(self, old: int, new: int) -> None:
