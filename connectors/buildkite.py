@@ -107,6 +107,8 @@ SECRET_NAME = re.compile(r"secret|token|passw|pwd|credential|private|api_?key|au
 SHA = re.compile(r"^[0-9a-f]{7,64}$", re.I)
 LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 MESSAGE_CHARS = 1000
+# What the server cursor keeps of each pipeline, so a `once` run needs no pipeline listing.
+PIPELINE_KEYS = ("slug", "name", "web_url", "repository", "default_branch", "created_at")
 
 
 class Settings(BaseModel):
@@ -322,10 +324,11 @@ class BuildkiteConnector:
                 yield self._ref(p, None)
             return
         state = _load_cursor(cursor if isinstance(cursor, str) else None)
-        mono = time.monotonic()
-        if not self._pipelines or mono - self._pipelines_at >= PIPELINES_EVERY:
-            self._read_pipelines()
         now = int(time.time() * 1000)
+        if not self._pipelines and state and now - int(state.get("listed") or 0) < PIPELINES_EVERY:
+            self._restore_pipelines(state)  # a new process (`once`): the list the cursor kept
+        if not self._pipelines or now - self._pipelines_at >= PIPELINES_EVERY:
+            self._read_pipelines()
         since = state["at"] if state else now
         builds, headers = self._finished_since(since - OVERLAP)
         if state is None:
@@ -385,7 +388,16 @@ class BuildkiteConnector:
         for p in self._sorted():
             slug = p["slug"]
             yield self._ref(p, None if changed_view is None else changed_view.get(slug, set()))
-        new = {"v": CURSOR_VERSION, "at": now, "seen": new_seen, "blocked": blocked}
+        new = {
+            "v": CURSOR_VERSION,
+            "at": now,
+            "seen": new_seen,
+            "blocked": blocked,
+            "listed": int(self._pipelines_at),
+            "pipelines": {
+                slug: [p.get(k) for k in PIPELINE_KEYS] for slug, p in self._pipelines.items()
+            },
+        }
         yield Checkpoint(json.dumps(new, separators=(",", ":")))
 
     def _ref(self, p: dict[str, Any], changed: set[int] | None) -> JobRef:
@@ -402,6 +414,18 @@ class BuildkiteConnector:
         with self._lock:
             return [self._pipelines[s] for s in sorted(self._pipelines)]
 
+    def _restore_pipelines(self, state: dict[str, Any]) -> None:
+        kept = state.get("pipelines")
+        if not isinstance(kept, dict):
+            return
+        found = {}
+        for slug, values in kept.items():
+            if isinstance(values, list) and len(values) == len(PIPELINE_KEYS):
+                found[slug] = dict(zip(PIPELINE_KEYS, values, strict=True))
+        with self._lock:
+            self._pipelines = found
+            self._pipelines_at = float(state.get("listed") or 0)
+
     def _read_pipelines(self) -> None:
         found = {}
         for p in self._pages(self._org("/pipelines"), {}):
@@ -409,7 +433,7 @@ class BuildkiteConnector:
                 found[str(p["slug"])] = p
         with self._lock:
             self._pipelines = found
-            self._pipelines_at = time.monotonic()
+            self._pipelines_at = time.time() * 1000
 
     def _finished_since(self, since_ms: int) -> tuple[list[dict[str, Any]], Any]:
         """Every build of the organisation that finished since `since_ms`, newest first."""

@@ -1,0 +1,486 @@
+"""The Buildkite connector end to end: stand-in Buildkite → sei-poller once → stand-in SEI.
+
+Exact payloads for a passed build started by a person, a webhook build, a scheduled one, a
+canceled one, a blocked one, a retried job, a soft failure, a trigger step; then the cost of
+an idle poll, the rate limit, deep paging and the default URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poller.config import load
+from poller.payload import iso_time
+from poller.standins.buildkite import FakeBuildkite, now_ms
+from poller.standins.sei import FakeSei
+from tests.buildkite_env import DAY, HOUR, MINUTE, SECOND, Env, bk_params
+from tests.conftest import write_config
+
+T0 = now_ms() - 2 * DAY
+SHA = "bf46f7db3aa051ea3cab5ec8ad293c86d56cddeb"
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[Env]:
+    with FakeBuildkite() as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write()
+        yield e
+
+
+def _stage(job: dict, result: str, start: int, ms: int, **more: object) -> dict:
+    return {
+        "id": job["id"],
+        "displayName": job["name"],
+        "displayDescription": job["name"],
+        "result": result,
+        "state": "FINISHED",
+        "durationInMillis": ms,
+        "startTime": iso_time(start),
+        "steps": [],
+        **more,
+    }
+
+
+def _build_requests(env: Env) -> list:
+    return [r for r in env.bk.requests if "/builds" in r.path]
+
+
+# -- exact payloads ----------------------------------------------------------------------------
+
+
+def test_passed_build_started_by_a_person(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("shop-api", "Shop API", repository="git@github.com:acme/shop-api.git")
+    s = T0 + 5 * SECOND
+    upload = bk.job(":pipeline:", started=s, finished=s + 3 * SECOND)
+    wait = bk.job("", type="waiter")
+    unit = bk.job("Unit", started=s + 4 * SECOND, finished=s + 64 * SECOND, group_key="tests")
+    lint = bk.job("Lint", started=s + 4 * SECOND, finished=s + 34 * SECOND, group_key="tests")
+    pack = bk.job(
+        ":package: Package",
+        started=s + 70 * SECOND,
+        finished=s + 90 * SECOND,
+        step_key="package",
+        artifact_paths="dist/*",
+    )
+    b = bk.add_build(
+        "shop-api",
+        number=12,
+        created=T0,
+        started=s,
+        finished=s + 95 * SECOND,
+        creator=("Alice Doe", "alice@example.com"),
+        env={"TARGET": "staging", "DEPLOY_TOKEN": "s3cret"},
+        meta_data={"buildkite:git:commit": "commit bf46f7d", "release": "2024.7"},
+        jobs=[upload, wait, unit, lint, pack],
+        pull_request={"id": "42", "base": "main", "repository": "acme/shop-api"},
+    )
+    bk.add_artifact("shop-api", 12, pack["id"], "dist/shop-api.tar.gz", 2048)
+    assert env.once() == 0
+    art = bk.artifacts[("shop-api", 12)][0]
+    assert env.runs()[("acme/shop-api", 12)] == {
+        **env.common("shop-api", 12),
+        "pipeline": "Shop API",
+        "start_time": s,
+        "duration": 95 * SECOND,
+        "result": "SUCCESS",
+        "user_id": "alice@example.com",
+        "trigger_chain": [{"id": "alice@example.com", "type": "UserIdCause"}],
+        "job_run_params": [
+            {"type": "StringParameterValue", "name": "TARGET", "value": "staging"},
+            {"type": "StringParameterValue", "name": "release", "value": "2024.7"},
+            *bk_params(b, bk_pull_request="42", bk_pull_request_base="main"),
+        ],
+        "scm_commit_ids": [SHA],
+        "repo_url": "git@github.com:acme/shop-api.git",
+        "branch_name": "main",
+        "job_run": {
+            "stages": [
+                _stage(upload, "SUCCESS", s, 3 * SECOND),
+                {
+                    "id": "tests",
+                    "displayName": "tests",
+                    "displayDescription": "tests",
+                    "result": "SUCCESS",
+                    "state": "FINISHED",
+                    "durationInMillis": 60 * SECOND,
+                    "startTime": iso_time(s + 4 * SECOND),
+                    "steps": [
+                        {
+                            k: v
+                            for k, v in _stage(j, "SUCCESS", s + 4 * SECOND, ms).items()
+                            if k != "steps"
+                        }
+                        for j, ms in ((unit, 60 * SECOND), (lint, 30 * SECOND))
+                    ],
+                },
+                _stage(pack, "SUCCESS", s + 70 * SECOND, 20 * SECOND),
+            ]
+        },
+        "artifacts": [
+            {
+                "input": False,
+                "output": True,
+                "type": "file",
+                "location": art["download_url"],
+                "name": "shop-api.tar.gz",
+                "qualifier": "12",
+            }
+        ],
+    }
+    # Every listing was bounded by time, and every request carried the token.
+    listings = [r for r in env.bk.requests if r.path.endswith("/builds")]
+    assert listings and all(
+        "finished_from" in r.query or "created_from" in r.query for r in listings
+    )
+    assert all(r.status == 200 for r in env.bk.requests)
+
+
+def test_webhook_and_scheduled_builds(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("app", "App", repository="https://github.com/acme/app")
+    j1 = bk.job("Build", started=T0 + SECOND, finished=T0 + 11 * SECOND)
+    hook = bk.add_build(
+        "app",
+        created=T0,
+        started=T0 + SECOND,
+        finished=T0 + 11 * SECOND,
+        source="webhook",
+        creator=None,
+        jobs=[j1],
+        branch="feature/x",
+    )
+    j2 = bk.job("Nightly", started=T0 + HOUR, finished=T0 + HOUR + 5 * SECOND)
+    nightly = bk.add_build(
+        "app",
+        created=T0 + HOUR,
+        started=T0 + HOUR,
+        finished=T0 + HOUR + 5 * SECOND,
+        source="schedule",
+        creator=None,
+        jobs=[j2],
+    )
+    assert env.once() == 0
+    runs = env.runs()
+    assert runs[("acme/app", 1)] == {
+        **env.common("app", 1),
+        "pipeline": "App",
+        "start_time": T0 + SECOND,
+        "duration": 10 * SECOND,
+        "result": "SUCCESS",
+        "user_id": "SCMTrigger",
+        "trigger_chain": [{"id": "SCMTrigger", "type": "SCMTriggerCause"}],
+        "job_run_params": bk_params(hook),
+        "scm_commit_ids": [SHA],
+        "repo_url": "https://github.com/acme/app.git",
+        "branch_name": "feature/x",
+        "job_run": {"stages": [_stage(j1, "SUCCESS", T0 + SECOND, 10 * SECOND)]},
+    }
+    assert runs[("acme/app", 2)]["user_id"] == "TimerTrigger"
+    assert runs[("acme/app", 2)]["trigger_chain"] == [
+        {"id": "unknown", "type": "TimerTriggerCause"}
+    ]
+    assert runs[("acme/app", 2)]["job_run_params"] == bk_params(nightly)
+
+
+def test_canceled_soft_failed_skipped_and_running_builds(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("app")
+    ok = bk.job("Build", started=T0 + SECOND, finished=T0 + 9 * SECOND)
+    cut = bk.job("Deploy", state="canceled", started=T0 + 9 * SECOND, finished=T0 + 20 * SECOND)
+    bk.add_build(
+        "app",
+        state="canceled",
+        created=T0,
+        started=T0 + SECOND,
+        finished=T0 + 20 * SECOND,
+        jobs=[ok, cut],
+    )
+    soft = bk.job(
+        "Flaky", state="failed", soft_failed=True, started=T0 + HOUR, finished=T0 + HOUR + SECOND
+    )
+    bk.add_build(
+        "app", created=T0 + HOUR, started=T0 + HOUR, finished=T0 + HOUR + SECOND, jobs=[soft]
+    )
+    bk.add_build("app", state="skipped", created=T0 + 2 * HOUR, finished=T0 + 2 * HOUR)
+    bk.add_build("app", state="running", created=now_ms() - MINUTE, started=now_ms() - MINUTE)
+    assert env.once() == 0
+    runs = env.runs()
+    assert runs[("acme/app", 1)]["result"] == "ABORTED"
+    assert runs[("acme/app", 1)]["job_run"]["stages"] == [
+        _stage(ok, "SUCCESS", T0 + SECOND, 8 * SECOND),
+        _stage(cut, "ABORTED", T0 + 9 * SECOND, 11 * SECOND),
+    ]
+    assert runs[("acme/app", 2)]["result"] == "UNSTABLE"
+    assert runs[("acme/app", 2)]["job_run"]["stages"][0]["result"] == "UNSTABLE"
+    assert runs[("acme/app", 3)]["result"] == "NOT_BUILT"
+    assert runs[("acme/app", 3)]["start_time"] == T0 + 2 * HOUR  # never started: created_at
+    assert runs[("acme/app", 3)]["duration"] == 0
+    assert env.sent() == [1, 2, 3]  # the running build waits
+    now = now_ms()
+    bk.update("app", 4, state="failed", finished=now)
+    assert env.once() == 0
+    assert env.runs()[("acme/app", 4)]["result"] == "FAILURE"
+
+
+def test_blocked_build_waits_until_unblocked(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("deploy")
+    now = now_ms()
+    build = bk.job("Build", started=now - 10 * MINUTE, finished=now - 9 * MINUTE)
+    gate = bk.job("Release?", type="manual", state="blocked")
+    bk.add_build(
+        "deploy",
+        created=now - 10 * MINUTE,
+        started=now - 10 * MINUTE,
+        finished=now - 9 * MINUTE,
+        blocked=True,
+        jobs=[build, gate],
+    )
+    assert env.once() == 0
+    assert env.sent() == []
+    assert env.once() == 0
+    assert env.sent() == []  # still blocked: nothing sent, however often we ask
+    # A person unblocks it; the rest runs and the build finishes again.
+    later = now_ms()
+    gate["state"] = "unblocked"
+    ship = bk.job("Ship", started=later - 2 * SECOND, finished=later)
+    bk.builds["deploy"][1]["jobs"].append(ship)
+    bk.update("deploy", 1, blocked=False, finished=later)
+    assert env.once() == 0
+    run = env.runs()[("acme/deploy", 1)]
+    assert run["result"] == "SUCCESS"
+    assert run["duration"] == later - (now - 10 * MINUTE)
+    assert [s["displayName"] for s in run["job_run"]["stages"]] == ["Build", "Release?", "Ship"]
+    assert "bk_blocked" not in {p["name"] for p in run["job_run_params"]}
+
+
+def test_blocked_build_sent_after_max_pending_age(env: Env) -> None:
+    env.write(max_pending_age="3s")
+    bk = env.bk
+    bk.add_pipeline("deploy")
+    now = now_ms()
+    build = bk.job("Build", started=now - 2 * SECOND, finished=now - SECOND)
+    gate = bk.job("Release?", type="manual", state="blocked")
+    bk.add_build(
+        "deploy",
+        created=now - 2 * SECOND,
+        started=now - 2 * SECOND,
+        finished=now - SECOND,
+        blocked=True,
+        jobs=[build, gate],
+    )
+    assert env.once() == 0
+    assert env.sent() == []
+    assert env.cursor()["blocked"] == {"deploy#1": now - SECOND}
+    time.sleep(3.5)  # the Date header has whole seconds
+    assert env.once() == 0  # another process: the cursor remembered the blocked build
+    run = env.runs()[("acme/deploy", 1)]
+    assert run["result"] == "SUCCESS"
+    assert {"type": "StringParameterValue", "name": "bk_blocked", "value": "true"} in run[
+        "job_run_params"
+    ]
+    assert [s["result"] for s in run["job_run"]["stages"]] == ["SUCCESS", "NOT_BUILT"]
+    assert env.cursor()["blocked"] == {}
+
+
+def test_retried_job_latest_attempt_and_change_after_send(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bk = env.bk
+    bk.add_pipeline("app")
+    now = now_ms()
+    test = bk.job("Test", state="failed", started=now - 5 * MINUTE, finished=now - 4 * MINUTE)
+    bk.add_build(
+        "app",
+        state="failed",
+        created=now - 5 * MINUTE,
+        started=now - 5 * MINUTE,
+        finished=now - 4 * MINUTE,
+        jobs=[test],
+    )
+    assert env.once() == 0
+    first = env.runs()[("acme/app", 1)]
+    assert first["result"] == "FAILURE"
+    # The failed job is retried and passes: the build finishes again, as passed.
+    new = bk.retry_job(
+        "app", 1, test["id"], state="passed", started=now - MINUTE, finished=now - 30 * SECOND
+    )
+    bk.update("app", 1, state="passed", finished=now - 30 * SECOND)
+    bk.reset_requests()
+    assert env.once() == 0
+    assert env.runs()[("acme/app", 1)] == first  # SEI keeps the first write: not sent again
+    assert len(bk.requests) == 1  # the org-wide query held the whole build
+    assert "finished again after it was sent" in capsys.readouterr().err
+    # A fresh build with a retried job reports the latest attempt only.
+    t2 = bk.job("Test", state="failed", started=now - 3 * MINUTE, finished=now - 2 * MINUTE)
+    bk.add_build(
+        "app",
+        created=now - 3 * MINUTE,
+        started=now - 3 * MINUTE,
+        finished=now - 20 * SECOND,
+        jobs=[t2],
+    )
+    t2b = bk.retry_job(
+        "app", 2, t2["id"], state="passed", started=now - MINUTE, finished=now - 20 * SECOND
+    )
+    assert env.once() == 0
+    stages = env.runs()[("acme/app", 2)]["job_run"]["stages"]
+    assert [(s["id"], s["result"]) for s in stages] == [(t2b["id"], "SUCCESS")]
+    assert new["retry_source"] == {"job_id": test["id"], "retry_type": "manual"}
+
+
+def test_trigger_step_followed_to_its_parent(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("app")
+    bk.add_pipeline("deploy")
+    now = now_ms()
+    child_job = bk.job(
+        "Deploy",
+        started=now - 3 * MINUTE,
+        finished=now - 2 * MINUTE,
+        env={
+            "BUILDKITE_TRIGGERED_FROM_BUILD_PIPELINE_SLUG": "app",
+            "BUILDKITE_TRIGGERED_FROM_BUILD_NUMBER": "7",
+            "BUILDKITE_TRIGGERED_FROM_BUILD_ID": "x",
+        },
+    )
+    child = bk.add_build(
+        "deploy",
+        number=3,
+        created=now - 3 * MINUTE,
+        started=now - 3 * MINUTE,
+        finished=now - 2 * MINUTE,
+        source="trigger_job",
+        creator=None,
+        jobs=[child_job],
+    )
+    trig = bk.job(
+        "Deploy to production",
+        type="trigger",
+        started=now - 3 * MINUTE,
+        finished=now - 2 * MINUTE,
+        triggered_build={"id": child["id"], "number": 3, "url": child["url"]},
+    )
+    bk.add_build(
+        "app",
+        number=7,
+        created=now - 4 * MINUTE,
+        started=now - 4 * MINUTE,
+        finished=now - 2 * MINUTE,
+        creator=("Bob", "bob@example.com"),
+        jobs=[trig],
+    )
+    assert env.once() == 0
+    run = env.runs()[("acme/deploy", 3)]
+    assert run["user_id"] == "bob@example.com"
+    assert run["trigger_chain"] == [
+        {"id": "acme/app", "type": "UpstreamCause", "job_run_number": 7}
+    ]
+    assert env.runs()[("acme/app", 7)]["job_run"]["stages"][0]["result"] == "SUCCESS"
+
+
+def test_rebuild_is_a_new_build(env: Env) -> None:
+    bk = env.bk
+    bk.add_pipeline("app")
+    bk.add_build("app", state="failed", created=T0, started=T0, finished=T0 + MINUTE)
+    b2 = bk.add_build(
+        "app",
+        created=T0 + HOUR,
+        started=T0 + HOUR,
+        finished=T0 + HOUR + MINUTE,
+        source="api",
+        rebuilt_from=1,
+    )
+    assert env.once() == 0
+    assert env.sent() == [1, 2]
+    assert env.runs()[("acme/app", 2)]["job_run_params"] == bk_params(b2, bk_rebuilt_from="1")
+
+
+# -- cost, limits, paging ------------------------------------------------------------------------
+
+
+def test_idle_poll_costs_one_request_for_the_organisation(env: Env) -> None:
+    bk = env.bk
+    for i in range(20):
+        bk.add_pipeline(f"p{i:02d}")
+        bk.add_build(f"p{i:02d}", created=T0, started=T0, finished=T0 + MINUTE)
+    assert env.once() == 0
+    assert len(env.sent()) == 20
+    bk.reset_requests()
+    assert env.once() == 0
+    assert [(r.path, sorted(r.query)) for r in bk.requests] == [
+        ("/v2/organizations/acme/builds", ["finished_from", "include_retried_jobs", "per_page"])
+    ]
+    # Something finishes in one pipeline: still the one query, which held the build.
+    now = now_ms()
+    bk.add_build("p07", created=now - MINUTE, started=now - MINUTE, finished=now)
+    bk.reset_requests()
+    assert env.once() == 0
+    assert len(bk.requests) == 1
+    assert env.sent("acme/p07") == [1, 2]
+
+
+def test_rate_limit_slows_down_before_the_limit_and_honours_429(tmp_path: Path) -> None:
+    with FakeBuildkite(limit=30, window=2.0) as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write()
+        for i in range(40):
+            bk.add_pipeline(f"p{i:02d}")
+            bk.add_build(f"p{i:02d}", created=T0, started=T0, finished=T0 + MINUTE)
+        assert e.once() == 0
+        assert len(e.sent()) == 40
+        assert bk.throttled == 0  # ~43 requests against 30 per 2 s: paced, never refused
+        # Another client used up the window: the 429 is waited out, then answered.
+        now = now_ms()
+        bk.add_build("p01", created=now - MINUTE, started=now - MINUTE, finished=now)
+        while bk.take()[0]:
+            pass
+        assert e.once() == 0
+        assert bk.throttled >= 2
+        assert e.sent("acme/p01") == [1, 2]
+
+
+def test_deep_paging_answers_400_and_the_window_is_halved(tmp_path: Path) -> None:
+    with FakeBuildkite(max_page=1) as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write()
+        bk.add_pipeline("busy")
+        for i in range(250):
+            t = T0 + i * MINUTE
+            bk.add_build("busy", created=t, started=t, finished=t + SECOND)
+        assert e.once() == 0
+        assert e.sent() == list(range(1, 251))
+        assert any(r.status == 400 for r in bk.requests)
+
+
+def test_auth_and_scopes(env: Env) -> None:
+    env.bk.add_pipeline("app")
+    env.write(token="wrong")
+    assert env.once() != 0 or env.sent() == []
+    assert env.bk.requests and all(r.status == 401 for r in env.bk.requests)
+
+
+def test_url_defaults_to_the_public_api(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml",
+        sei_url="http://127.0.0.1:9/",
+        servers=[
+            {
+                "name": "bk",
+                "type": "buildkite",
+                "organization": "acme",
+                "token": "t",
+                "instance_guid": "7c2e9a41-3b5d-4e8f-9a6c-1d2b3c4e5f60",
+                "instance_name": "Buildkite-1",
+            }
+        ],
+    )
+    spec = load(cfg).servers[0].spec
+    assert spec.url == "https://api.buildkite.com/v2/"
+    assert spec.settings.max_pending_age == 7 * 86400
