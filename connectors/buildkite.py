@@ -304,13 +304,18 @@ class BuildkiteConnector:
     def describe(self) -> dict[str, Any]:
         token, _ = self._get(self.base + "access-token")
         scopes = tuple(token.get("scopes") or ()) if isinstance(token, dict) else ()
-        org, _ = self._get(self._org())
-        missing = [f"{s} ({why})" for s, why in SCOPES.items() if scopes and s not in scopes]
+        # The organisation is checked through its pipeline list (`read_pipelines`, which
+        # polling needs anyway), not `organizations/<org>` (`read_organizations`, which not).
+        self._get(self._org("/pipelines"), {"per_page": 1})
+        missing = [f"{s}: no {why}" for s, why in SCOPES.items() if scopes and s not in scopes]
+        user = f"a token with scopes {','.join(scopes) or 'unknown'}"
+        if missing:
+            user += f" (missing {'; '.join(missing)})"
         return {
-            "version": "Buildkite REST API v2",
-            "organization": org.get("slug") if isinstance(org, dict) else self.org,
-            "scopes": ", ".join(scopes) or "unknown",
-            "missing_scopes": "; ".join(missing) or "none",
+            "version": f"Buildkite REST API v2, organization {self.org}",
+            "user": user,
+            "scopes": list(scopes),
+            "missing_scopes": missing,
         }
 
     def close(self) -> None:
@@ -728,11 +733,11 @@ class _TooDeep(ConnectorError):
         super().__init__("listing pages too deep; narrowing the window", url=url, status=400)
 
 
-SCOPES = {
-    "read_builds": "every build",
-    "read_pipelines": "the pipeline list",
+SCOPES = {  # the scope, and what a token without it costs
+    "read_builds": "builds at all",
+    "read_pipelines": "pipeline list (nothing is polled)",
     "read_artifacts": "artifacts",
-    "read_job_env": "the parent of a build started by a trigger step",
+    "read_job_env": "parent (user, UpstreamCause) for builds started by a trigger step",
 }
 
 

@@ -484,3 +484,22 @@ def test_url_defaults_to_the_public_api(tmp_path: Path) -> None:
     spec = load(cfg).servers[0].spec
     assert spec.url == "https://api.buildkite.com/v2/"
     assert spec.settings.max_pending_age == 7 * 86400
+
+
+def test_check_names_missing_scopes_and_polling_works_without_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeBuildkite(scopes=("read_builds", "read_pipelines")) as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write()
+        bk.add_pipeline("app")
+        pack = bk.job("Package", started=T0, finished=T0 + SECOND, artifact_paths="dist/*")
+        bk.add_build("app", created=T0, started=T0, finished=T0 + SECOND, jobs=[pack])
+        bk.add_artifact("app", 1, pack["id"], "dist/app.tgz", 10)
+        assert e.run("check") == 0
+        out = capsys.readouterr().out
+        assert "scopes read_builds,read_pipelines (missing read_artifacts: no artifacts;" in out
+        assert e.once() == 0
+        run = e.runs()[("acme/app", 1)]
+        assert "artifacts" not in run and run["result"] == "SUCCESS"
+        assert any(r.status == 403 and r.path.endswith("/artifacts") for r in bk.requests)
