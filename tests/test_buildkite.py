@@ -7,8 +7,12 @@ an idle poll, the rate limit, deep paging and the default URL.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -503,3 +507,70 @@ def test_check_names_missing_scopes_and_polling_works_without_them(
         run = e.runs()[("acme/app", 1)]
         assert "artifacts" not in run and run["result"] == "SUCCESS"
         assert any(r.status == 403 and r.path.endswith("/artifacts") for r in bk.requests)
+
+
+def test_backfill_since_in_windows_and_resume(env: Env) -> None:
+    bk = env.bk
+    now = now_ms()
+    bk.add_pipeline("old", created=now - 100 * DAY)
+    bk.add_pipeline("b", created=now - 100 * DAY)
+    for days in (45, 20, 1):
+        t = now - days * DAY
+        bk.add_build("old", created=t, started=t, finished=t + MINUTE)
+    t = now - 40 * DAY
+    bk.add_build("b", created=t, started=t, finished=t + MINUTE)
+    assert env.once() == 0  # backfill_since = 30d
+    assert env.sent("acme/old") == [2, 3]
+    assert env.sent("acme/b") == []
+    bk.faults.fail(r"/pipelines/b/builds$", status=401, times=1)
+    env.run("backfill", "--since", "60d")
+    assert env.sent("acme/old") == [1, 2, 3]
+    assert env.sent("acme/b") == []  # its scan failed: the next backfill resumes it
+    bk.reset_requests()
+    assert env.run("backfill", "--since", "60d") == 0
+    assert env.sent("acme/b") == [1]
+    assert not [r for r in bk.requests if "/pipelines/old/" in r.path]  # already covered
+    windows = [r for r in bk.requests if r.path.endswith("/pipelines/b/builds")]
+    assert len(windows) == 9  # 7-day windows back to 60 days ago: 60 / 7 → 9
+    assert all("created_from" in r.query and "created_to" in r.query for r in windows)
+
+
+def test_daemon_sends_each_build_as_it_finishes_and_idles_on_one_request(env: Env) -> None:
+    env.write(poll_interval=1)
+    bk = env.bk
+    for k in range(5):
+        bk.add_pipeline(f"p{k}")
+        for _ in range(4):
+            bk.add_build(f"p{k}", created=T0, started=T0, finished=T0 + SECOND)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
+        now = now_ms()
+        bk.add_build("p3", state="running", created=now, started=now)
+        time.sleep(1.5)
+        bk.update("p3", 5, state="failed", finished=now_ms())
+        assert _wait(lambda: len(env.sei.keys()) == 21), "the new build never arrived"
+        bk.reset_requests()
+        time.sleep(2.5)  # two idle polls or more
+        polls = [r.path for r in bk.requests]
+        assert polls and set(polls) == {"/v2/organizations/acme/builds"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert env.runs()[("acme/p3", 5)]["result"] == "FAILURE"
+    assert len(env.sei.keys()) == len(set(env.sei.keys())) == 21
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
