@@ -13,8 +13,11 @@ list is read on the first poll and then every `PIPELINES_EVERY`, or at once when
 names a pipeline not seen before (`server_cursor`, see `connectors/base.py`).
 
 Listing is always bounded by time: Buildkite answers 400 to deep paging, so a backfill reads a
-pipeline's history in `created_from`/`created_to` windows of `WINDOW`, halving a window that
-still pages too deep.
+pipeline's history with `created_from`/`created_to`, the whole range at first, halving a
+window while it pages deeper than `MAX_PAGES` (its first page's `Link: rel="last"` says so,
+or Buildkite's 400 does). A pipeline scanned at the previous poll is covered by the org-wide
+answer; one behind it (idle for a while, a failed scan, a parked build) reads what finished
+since its own cursor: one more request.
 
 Rate limits: Buildkite shares 200 requests a minute per organisation (and a per-user limit)
 with everything else the organisation runs. Every answer's `RateLimit-*` headers (or the older
@@ -76,7 +79,6 @@ MAX_BODY = 64 * 1024 * 1024
 # build shows as finished everywhere, and the Date header may come from a proxy. GUESS: 5 min.
 OVERLAP = 300_000
 FALLBACK_WINDOW = 24 * 3_600_000  # a known pipeline without a cursor of its own: a day back
-WINDOW = 7 * 24 * 3_600_000  # a backfill window (created_from .. created_to)
 MIN_WINDOW = 60_000  # a window is not halved below a minute
 DAY = 86_400_000
 PIPELINES_EVERY = 900_000  # the pipeline list is re-read every 15 minutes
@@ -106,6 +108,7 @@ JOB_RESULTS = {
 SECRET_NAME = re.compile(r"secret|token|passw|pwd|credential|private|api_?key|auth", re.I)
 SHA = re.compile(r"^[0-9a-f]{7,64}$", re.I)
 LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+LINK_LAST = re.compile(r'<[^>]*[?&]page=(\d+)[^>]*>\s*;\s*rel="?last"?')
 MESSAGE_CHARS = 1000
 # What the server cursor keeps of each pipeline, so a `once` run needs no pipeline listing.
 PIPELINE_KEYS = ("slug", "name", "web_url", "repository", "default_branch", "created_at")
@@ -165,7 +168,9 @@ class BuildkiteConnector:
         self._fresh: dict[str, dict[int, dict[str, Any]]] = {}  # slug → number → raw build
         self._blocked: dict[str, int] = {}  # "slug#n" → ms it was first seen blocked
         self._upstream: OrderedDict[str, tuple[str, int, str] | None] = OrderedDict()
-        self._now: int | None = None
+        self._now: int | None = None  # the server's clock at the last discovery (ms)
+        self._date: int | None = None  # the server's clock at its last answer (ms)
+        self._detect_low: int | None = None  # where the last org-wide query's window began
         self.changed_after_send = 0
         self.scopes: tuple[str, ...] = ()
 
@@ -243,6 +248,10 @@ class BuildkiteConnector:
             log.warning("Buildkite rate limit reached; waiting for its reset", seconds=wait)
             time.sleep(wait)
         status = resp.status_code
+        date = _date_header(resp.headers.get("Date"))
+        if date is not None:
+            with self._lock:
+                self._date = date
         if scopes := resp.headers.get("X-OAuth-Scopes"):
             self.scopes = tuple(s.strip() for s in scopes.split(",") if s.strip())
         if resp.is_redirect:
@@ -279,25 +288,30 @@ class BuildkiteConnector:
     def _pipe(self, slug: str, tail: str) -> str:
         return self._org(f"/pipelines/{quote(slug, safe='')}{tail}")
 
-    def _pages(self, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every item of a listing, following the `Link: <…>; rel="next"` header."""
+    def _pages(
+        self, url: str, params: dict[str, Any], max_pages: int = MAX_PAGES
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, following the `Link: <…>; rel="next"` header. A listing
+        whose first page says (`rel="last"`) it is deeper than `max_pages` raises `_TooDeep`
+        at once, before anything is yielded."""
         next_url: str | None = url
         query: dict[str, Any] | None = {**params, "per_page": PER_PAGE}
-        for _ in range(MAX_PAGES):
+        for i in range(max_pages):
             assert next_url is not None
             page, headers = self._get(next_url, query)
+            link = headers.get("Link") or ""
+            if i == 0:
+                last = LINK_LAST.search(link)
+                if last and int(last.group(1)) > max_pages:
+                    raise _TooDeep(redact_url(url))
             for raw in page if isinstance(page, list) else []:
                 if isinstance(raw, dict):
                     yield raw
-            m = LINK_NEXT.search(headers.get("Link") or "")
+            m = LINK_NEXT.search(link)
             if not m:
                 return
             next_url, query = m.group(1), None
         raise _TooDeep(redact_url(url))
-
-    def _clock(self, headers: Any) -> int:
-        server = _date_header(headers.get("Date")) if headers is not None else None
-        return server if server is not None else int(time.time() * 1000)
 
     # -- the Connector protocol -----------------------------------------------------------
 
@@ -335,7 +349,19 @@ class BuildkiteConnector:
         if not self._pipelines or now - self._pipelines_at >= PIPELINES_EVERY:
             self._read_pipelines()
         since = state["at"] if state else now
-        builds, headers = self._finished_since(since - OVERLAP)
+        try:
+            found: list[dict[str, Any]] | None = self._listing(
+                self._org("/builds"),
+                {"finished_from": _iso(since - OVERLAP), "include_retried_jobs": "true"},
+            )
+        except ConnectorError as exc:
+            if exc.status != 400:
+                raise
+            # More finished since the cursor than one listing may page through (a long
+            # outage): every pipeline reads what finished since its own cursor instead.
+            log.warning("too many builds finished since the last poll; reading each pipeline")
+            found = None
+        builds = found or []
         if state is None:
             # First poll: blocked builds the backfill will see are remembered in the cursor
             # (one request), so `max_pending_age` finds them even across `once` runs.
@@ -347,9 +373,10 @@ class BuildkiteConnector:
                     "include_retried_jobs": "true",
                 },
             )
-        now = self._clock(headers) if headers is not None else now
         with self._lock:
+            now = self._date if self._date is not None else now
             self._now = now
+            self._detect_low = None if state is None or found is None else since - OVERLAP
         if any(b.get("_slug") not in self._pipelines for b in builds):
             self._read_pipelines()  # a pipeline created since the list was read
         seen = {str(s) for s in (state or {}).get("seen") or []}
@@ -384,7 +411,7 @@ class BuildkiteConnector:
                 blocked.pop(key)
         with self._lock:
             self._fresh = fresh
-        if state is None:
+        if state is None or found is None:
             changed_view: dict[str, set[int]] | None = None
         else:
             changed_view = changed
@@ -433,34 +460,12 @@ class BuildkiteConnector:
 
     def _read_pipelines(self) -> None:
         found = {}
-        for p in self._pages(self._org("/pipelines"), {}):
+        for p in self._pages(self._org("/pipelines"), {}, max_pages=1000):
             if p.get("slug") and not p.get("archived_at"):
                 found[str(p["slug"])] = p
         with self._lock:
             self._pipelines = found
             self._pipelines_at = time.time() * 1000
-
-    def _finished_since(self, since_ms: int) -> tuple[list[dict[str, Any]], Any]:
-        """Every build of the organisation that finished since `since_ms`, newest first."""
-        url = self._org("/builds")
-        params = {"finished_from": _iso(since_ms), "include_retried_jobs": "true"}
-        out = []
-        headers = None
-        next_url: str | None = url
-        query: dict[str, Any] | None = {**params, "per_page": PER_PAGE}
-        for _ in range(MAX_PAGES * 4):
-            assert next_url is not None
-            page, headers_now = self._get(next_url, query)
-            headers = headers if headers is not None else headers_now
-            for raw in page if isinstance(page, list) else []:
-                if isinstance(raw, dict) and isinstance(raw.get("number"), int):
-                    raw["_slug"] = _slug_of(raw)
-                    out.append(raw)
-            m = LINK_NEXT.search(headers_now.get("Link") or "")
-            if not m:
-                break
-            next_url, query = m.group(1), None
-        return out, headers
 
     def _listing(self, url: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -495,18 +500,26 @@ class BuildkiteConnector:
         with self._lock:
             now = self._now if self._now is not None else int(time.time() * 1000)
             fresh = dict(self._fresh.get(slug, {}))
+            detect_low = self._detect_low
         checkpoint = now - OVERLAP
+        mine = _int(cursor.cursor)
         if cursor.backfill:
             raws: Iterator[dict[str, Any]] = self._history(slug, cursor.since_ms, now)
-        elif job.changed is not None:
+        elif (
+            job.changed is not None
+            and mine is not None
+            and detect_low is not None
+            and mine >= detect_low
+        ):
+            # The pipeline was read up to where the org-wide query began: that answer holds
+            # everything since, so no request is needed for the builds it listed.
             raws = self._changed(slug, job.changed, fresh)
         else:
-            mine = _int(cursor.cursor)
+            # Behind the org-wide window (a pipeline idle for a while, a failed scan, a parked
+            # build held the cursor): read what finished since the pipeline's own cursor, then
+            # any build the org-wide query named that the listing did not hold.
             low = (mine if mine is not None else now - FALLBACK_WINDOW) - OVERLAP
-            raws = self._pages(
-                self._pipe(slug, "/builds"),
-                {"finished_from": _iso(low), "include_retried_jobs": "true"},
-            )
+            raws = self._listed(slug, low, now, job.changed or (), fresh)
         changed = set(job.changed or ())
         for raw in raws:
             n = raw.get("number")
@@ -541,6 +554,20 @@ class BuildkiteConnector:
             yield self._build_or_broken(slug, raw)
         yield Checkpoint(str(checkpoint))
 
+    def _listed(
+        self,
+        slug: str,
+        low: int,
+        now: int,
+        numbers: tuple[int, ...],
+        fresh: dict[int, dict[str, Any]],
+    ) -> Iterator[dict[str, Any]]:
+        got = set()
+        for raw in self._finished_from(slug, low, now):
+            got.add(raw.get("number"))
+            yield raw
+        yield from self._changed(slug, tuple(n for n in numbers if n not in got), fresh)
+
     def _changed(
         self, slug: str, numbers: tuple[int, ...], fresh: dict[int, dict[str, Any]]
     ) -> Iterator[dict[str, Any]]:
@@ -558,38 +585,55 @@ class BuildkiteConnector:
                 yield raw
 
     def _history(self, slug: str, since_ms: int | None, now: int) -> Iterator[dict[str, Any]]:
-        """A pipeline's builds created since `since_ms`, newest first, in time windows."""
+        """A pipeline's builds created since `since_ms` (else since the pipeline was
+        created), newest first: the whole range in one listing, halved while Buildkite (or
+        its `rel="last"` page) says it pages too deep."""
         p = self._pipelines.get(slug) or {}
         floor = _ms(p.get("created_at")) or 0
         low = max(since_ms or 0, floor) - 1000
         url = self._pipe(slug, "/builds")
-        windows = [(max(low, now - WINDOW), now + OVERLAP)]
+        windows = [(low, now + OVERLAP)]
         while windows:
             lo, hi = windows.pop(0)
+            params = {
+                "created_from": _iso(lo),
+                "created_to": _iso(hi),
+                "include_retried_jobs": "true",
+            }
             try:
-                got = list(
-                    self._pages(
-                        url,
-                        {
-                            "created_from": _iso(lo),
-                            "created_to": _iso(hi),
-                            "include_retried_jobs": "true",
-                        },
-                    )
-                )
-            except (_TooDeep, ConnectorError) as exc:
-                if isinstance(exc, ConnectorError) and exc.status != 400:
+                got = list(self._pages(url, params))
+            except ConnectorError as exc:
+                if exc.status != 400:
                     raise
                 if hi - lo <= MIN_WINDOW:
                     raise ConnectorError(
-                        "Buildkite pages too deep even for a one-minute window", url=url
+                        "Buildkite pages too deep even for a one-minute window",
+                        url=redact_url(url),
+                        status=400,
                     ) from None
                 mid = lo + (hi - lo) // 2
-                windows[:0] = [(mid, hi), (lo, mid)]
+                windows[:0] = [(mid, hi), (lo, mid)]  # newest first
                 continue
             yield from got
-            if lo > low and not windows:
-                windows.append((max(low, lo - WINDOW), lo))
+
+    def _finished_from(self, slug: str, low: int, now: int) -> Iterator[dict[str, Any]]:
+        """A pipeline's builds that finished since `low`; when that pages too deep (a long
+        outage), its builds created since a day before `low`, in windows."""
+        try:
+            got = list(
+                self._pages(
+                    self._pipe(slug, "/builds"),
+                    {"finished_from": _iso(low), "include_retried_jobs": "true"},
+                )
+            )
+        except ConnectorError as exc:
+            if exc.status != 400:
+                raise
+            got = None
+        if got is None:
+            yield from self._history(slug, low - DAY, now)
+        else:
+            yield from got
 
     # -- one build ------------------------------------------------------------------------
 
