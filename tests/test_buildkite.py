@@ -574,3 +574,36 @@ def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_pipeline_behind_the_window_reads_its_own_cursor_and_a_failed_scan_recovers(
+    env: Env,
+) -> None:
+    bk = env.bk
+    for slug in ("a", "b"):
+        bk.add_pipeline(slug)
+        bk.add_build(slug, created=T0, started=T0, finished=T0 + MINUTE)
+    assert env.once() == 0
+    time.sleep(1.1)  # the server's clock (its Date header) has whole seconds
+    now = now_ms()
+    bk.add_build("b", created=now - MINUTE, started=now - MINUTE, finished=now)
+    assert env.once() == 0  # b scanned (from the org-wide answer), a not: a falls behind
+    bk.reset_requests()
+    time.sleep(1.1)
+    now = now_ms()
+    bk.add_build("a", created=now - MINUTE, started=now - MINUTE, finished=now)
+    bk.faults.fail(r"/pipelines/a/builds$", status=401, times=1)
+    assert env.once() != 0
+    assert env.sent("acme/a") == [1]
+    assert [r.path for r in bk.requests] == [
+        "/v2/organizations/acme/builds",
+        "/v2/organizations/acme/pipelines/a/builds",  # behind: its own cursor, refused
+    ]
+    bk.reset_requests()
+    assert env.once() == 0  # the org-wide query saw build 2 already; the failed job is read
+    assert env.sent("acme/a") == [1, 2]
+    assert [(r.path, r.status) for r in bk.requests] == [
+        ("/v2/organizations/acme/builds", 200),
+        ("/v2/organizations/acme/pipelines/a/builds", 200),
+    ]
+    assert bk.requests[1].query["finished_from"] < iso(now - 4 * MINUTE)
