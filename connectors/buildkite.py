@@ -163,6 +163,7 @@ class BuildkiteConnector:
         self._lock = threading.Lock()
         self._pace = threading.Lock()
         self._limit: dict[str, float] = {}  # remaining, limit, reset_at (monotonic)
+        self._next = 0.0  # when the next paced request may go (monotonic)
         self._pipelines: dict[str, dict[str, Any]] = {}  # by slug
         self._pipelines_at = 0.0
         self._fresh: dict[str, dict[int, dict[str, Any]]] = {}  # slug → number → raw build
@@ -177,22 +178,25 @@ class BuildkiteConnector:
     # -- plumbing -------------------------------------------------------------------------
 
     def _wait_for_limit(self) -> None:
-        """Slow down before the limit: below half of it, spread what is left of the window."""
+        """Slow down before the limit: below half of it, the requests left in the window
+        (less `RESERVE`) are spread evenly over what remains of it, across every thread."""
         with self._pace:
-            lim = dict(self._limit)
-        if not lim:
-            return
-        left = lim["reset_at"] - time.monotonic()
-        if left <= 0:
-            return
-        remaining, limit = lim["remaining"], lim["limit"]
-        if remaining <= RESERVE:
-            pause = left
-        elif remaining < limit / 2:
-            pause = left / (remaining - RESERVE)
-        else:
-            return
-        time.sleep(min(pause, MAX_WAIT))
+            lim = self._limit
+            now = time.monotonic()
+            left = lim["reset_at"] - now if lim else 0.0
+            if left <= 0:
+                return
+            remaining, limit = lim["remaining"], lim["limit"]
+            if remaining <= RESERVE:
+                start = lim["reset_at"]
+            elif remaining < limit / 2:
+                start = max(now, self._next) + left / (remaining - RESERVE)
+            else:
+                return
+            self._next = start
+            # Count this request now, so the threads waiting with it spread out too.
+            self._limit = {**lim, "remaining": max(0.0, remaining - 1)}
+        time.sleep(min(max(0.0, start - now), MAX_WAIT))
 
     def _read_limit(self, headers: Any) -> float | None:
         """Note the rate-limit headers; the seconds to the reset."""
