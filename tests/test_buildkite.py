@@ -463,11 +463,16 @@ def test_deep_paging_answers_400_and_the_window_is_halved(tmp_path: Path) -> Non
         assert any(r.status == 400 for r in bk.requests)
 
 
-def test_auth_and_scopes(env: Env) -> None:
+def test_a_wrong_token_fails_the_poll_and_says_so(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     env.bk.add_pipeline("app")
+    env.bk.add_build("app", created=T0, started=T0, finished=T0 + SECOND)
     env.write(token="wrong")
-    assert env.once() != 0 or env.sent() == []
+    assert env.once() == 1
+    assert env.sent() == []
     assert env.bk.requests and all(r.status == 401 for r in env.bk.requests)
+    assert "Buildkite refused the token (HTTP 401)" in capsys.readouterr().err
 
 
 def test_url_defaults_to_the_public_api(tmp_path: Path) -> None:
@@ -607,3 +612,106 @@ def test_pipeline_behind_the_window_reads_its_own_cursor_and_a_failed_scan_recov
         ("/v2/organizations/acme/pipelines/a/builds", 200),
     ]
     assert bk.requests[1].query["finished_from"] < iso(now - 4 * MINUTE)
+
+
+# -- recorded answers ----------------------------------------------------------------------------
+
+MSG = (
+    "Merge pull request #2 from buildkite/add-next-steps-annotation\n\n"
+    "Add a next step in an annotation"
+)
+
+
+def _recorded_stage(job_id: str, name: str, result: str, start: int, ms: int) -> dict:
+    return _stage({"id": job_id, "name": name}, result, start, ms)
+
+
+def test_recorded_org_builds_travel_as_recorded(tmp_path: Path) -> None:
+    with FakeBuildkite(org="dean-test") as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write(backfill_since="all")
+        for p in bk.recorded("buildkiterb/test_pipeline_list.extracted.json"):
+            bk.add_recorded_pipeline(p)
+        for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
+            bk.add_recorded_build(b)
+        assert e.once() == 0
+        assert sorted(e.runs()) == [
+            ("dean-test/starter", 1),
+            ("dean-test/starter", 2),
+            ("dean-test/starter-buildkite-pipeline", 1),
+        ]
+        start = 1692560291659
+        assert e.runs()[("dean-test/starter", 2)] == {
+            **e.common("starter", 2),
+            "pipeline": "Starter",
+            "start_time": start,
+            "duration": 7356,
+            "result": "SUCCESS",
+            "user_id": "dean@deanpcmad.com",
+            "trigger_chain": [{"id": "dean@deanpcmad.com", "type": "UserIdCause"}],
+            "job_run_params": [
+                {"type": "StringParameterValue", "name": "bk_result", "value": "passed"},
+                {"type": "StringParameterValue", "name": "bk_source", "value": "ui"},
+                {"type": "StringParameterValue", "name": "bk_message", "value": MSG},
+                {
+                    "type": "StringParameterValue",
+                    "name": "bk_build_id",
+                    "value": "018a1474-63cd-41f8-9b87-a66a72fe7034",
+                },
+            ],
+            "scm_commit_ids": [SHA],
+            "repo_url": "https://github.com/deanpcmad/starter.git",
+            "branch_name": "main",
+            "job_run": {
+                "stages": [
+                    _recorded_stage(
+                        "018a1474-63d7-41e2-8559-c61e0db71c13", ":pipeline:", "SUCCESS", start, 2568
+                    ),
+                    _recorded_stage(
+                        "018a1474-7c46-41e0-b1ce-27983dd02e2c",
+                        ":construction_worker: Build",
+                        "SUCCESS",
+                        1692560294875,
+                        908,
+                    ),
+                    _recorded_stage(
+                        "018a1474-7c4a-4209-bd1c-d418ea65f9ab",
+                        ":white_check_mark: Test",
+                        "SUCCESS",
+                        1692560296386,
+                        872,
+                    ),
+                    _recorded_stage(
+                        "018a1474-7c4e-42d3-81a1-6fe88c185213",
+                        ":rocket: Deploy",
+                        "SUCCESS",
+                        1692560297837,
+                        1113,
+                    ),
+                ]
+            },
+        }
+        # No job declares artifact_paths: no artifact request was made.
+        assert not [r for r in bk.requests if r.path.endswith("/artifacts")]
+
+
+def test_recorded_failed_build_with_a_waiter(tmp_path: Path) -> None:
+    with FakeBuildkite(org="orgSlug") as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write(backfill_since="all")
+        bk.add_recorded_build(bk.recorded("sourcelab/getBuild.json"))
+        assert e.once() == 0
+        run = e.runs()[("orgSlug/pipeline-slug", 22)]
+        assert run["result"] == "FAILURE"
+        assert run["start_time"] == 1673256412321 and run["duration"] == 28036
+        assert run["user_id"] == "first.last@email.com"
+        assert "scm_commit_ids" not in run  # "commit-hash" (anonymised) is no SHA
+        assert run["repo_url"] == "git@github.com:orgSlug/project.git"
+        assert run["job_run"]["stages"] == [
+            _recorded_stage("job-id", "Compile & Verify", "SUCCESS", 1673256412321, 8505),
+            _recorded_stage("job-id-2", "Run tests", "SUCCESS", 1673256423147, 13504),
+            _recorded_stage("job-id-4", "Annotate", "FAILURE", 1673256438031, 2241),
+        ]  # the waiter is left out
+        # "Run tests" declares artifact_paths: one request, an empty list, no artifacts sent.
+        arts = [r for r in bk.requests if r.path.endswith("/artifacts")]
+        assert [r.status for r in arts] == [200] and "artifacts" not in run

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -272,6 +273,29 @@ class FakeBuildkite(Standin):
                     "sha1sum": "0" * 40,
                 }
             )
+
+    # -- recorded answers (``poller/standins/data/buildkite/``) -------------------------------
+
+    @staticmethod
+    def recorded(name: str) -> Any:
+        """A recorded answer, parsed: ``"buildkiterb/test_build_list_org.extracted.json"``."""
+        path = resources.files("poller.standins") / "data" / "buildkite" / name
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def add_recorded_pipeline(self, raw: dict[str, Any]) -> None:
+        with self._lock:
+            self.pipelines[raw["slug"]] = copy.deepcopy(raw)
+            self.builds.setdefault(raw["slug"], {})
+
+    def add_recorded_build(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A build as recorded; its embedded pipeline too, unless one by that slug is known."""
+        b = copy.deepcopy(raw)
+        pipeline = b.pop("pipeline")
+        with self._lock:
+            if pipeline["slug"] not in self.pipelines:
+                self.add_recorded_pipeline(pipeline)
+            self.builds[pipeline["slug"]][b["number"]] = b
+        return b
 
     # -- rate limit -----------------------------------------------------------------------
 
