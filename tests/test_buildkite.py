@@ -715,3 +715,31 @@ def test_recorded_failed_build_with_a_waiter(tmp_path: Path) -> None:
         # "Run tests" declares artifact_paths: one request, an empty list, no artifacts sent.
         arts = [r for r in bk.requests if r.path.endswith("/artifacts")]
         assert [r.status for r in arts] == [200] and "artifacts" not in run
+
+
+def test_trigger_child_without_read_job_env_and_include_globs(tmp_path: Path) -> None:
+    scopes = ("read_builds", "read_pipelines", "read_artifacts")
+    with FakeBuildkite(scopes=scopes) as bk, FakeSei() as sei:
+        e = Env(bk, sei, tmp_path, tmp_path / "config.toml")
+        e.write(include=["acme/deploy*"], exclude=["acme/deploy-sandbox"])
+        for slug in ("app", "deploy", "deploy-sandbox"):
+            bk.add_pipeline(slug)
+        j = bk.job("Deploy", started=T0, finished=T0 + SECOND)
+        bk.add_build(
+            "deploy",
+            created=T0,
+            started=T0,
+            finished=T0 + SECOND,
+            source="trigger_job",
+            creator=None,
+            jobs=[j],
+        )
+        for slug in ("app", "deploy-sandbox"):
+            bk.add_build(slug, created=T0, started=T0, finished=T0 + SECOND)
+        assert e.once() == 0
+        assert sorted(e.runs()) == [("acme/deploy", 1)]  # globs over <org>/<slug>
+        run = e.runs()[("acme/deploy", 1)]
+        assert run["user_id"] == "SYSTEM"
+        assert run["trigger_chain"] == [{"id": "unknown", "type": "Buildkite:trigger_job"}]
+        env_asks = [r for r in bk.requests if r.path.endswith("/env")]
+        assert [r.status for r in env_asks] == [403]
