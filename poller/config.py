@@ -444,6 +444,14 @@ def _servers(
         inherited = frozenset(root.defaults) - frozenset(table)
         filled = from_files.get(f"servers[{i}]", set()) | (from_files["defaults"] & inherited)
         renamed = {k: f"{k}_file" for k in filled}
+        if "url" not in merged and isinstance(merged.get("type"), str):
+            # A hosted CI's connector may name its one public API (`default_url`).
+            try:
+                default_url = getattr(connector_class(merged["type"]), "default_url", None)
+            except ConfigError:
+                default_url = None  # reported below, under `type`
+            if default_url:
+                merged["url"] = default_url
         try:
             common = ServerConfig.model_validate(merged, context=context)
         except ValidationError as exc:

@@ -301,7 +301,7 @@ MISTAKES = [
     (
         _sub('type = "jenkins"', 'type = "gitlb"'),
         'servers[0] (main).type: no connector "gitlb" installed'
-        " (installed: buildbot, jenkins, teamcity)",
+        " (installed: buildbot, buildkite, jenkins, teamcity)",
     ),
     (
         _sub('type = "jenkins"', 'type = "buildbot"'),
