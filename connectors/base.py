@@ -68,6 +68,10 @@ class Connector(Protocol):
     # Optional: the core sets it, when metrics are on, to observe every request the connector
     # makes as (HTTP status or None, seconds). Call it if set; leave it None otherwise.
     on_request: Callable[[int | None, float], None] | None
+    # Optional, not part of the protocol: a class attribute `on_changed_after_send = None`,
+    # which the core sets when metrics are on. Call it when a build already handled finished
+    # again with another result (a retried job, an unblock): SEI keeps the first write, so
+    # the metric `sei_poller_changed_after_send_total` is how an operator sees it.
 
     def __init__(self, spec: ServerSpec) -> None: ...
 

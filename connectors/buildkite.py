@@ -146,6 +146,8 @@ class BuildkiteConnector:
     default_url: ClassVar[str] = DEFAULT_URL
 
     on_request: Callable[[int | None, float], None] | None = None
+    # The core sets it, when metrics are on: sei_poller_changed_after_send_total.
+    on_changed_after_send: Callable[[], None] | None = None
 
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
@@ -547,6 +549,8 @@ class BuildkiteConnector:
             if not wanted(n):
                 if n in changed and not cursor.backfill:
                     self.changed_after_send += 1
+                    if self.on_changed_after_send is not None:
+                        self.on_changed_after_send()
                     log.warning(
                         "build finished again after it was sent (retry or unblock); SEI keeps"
                         " the first result",

@@ -118,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", "`once` against built-in Jenkins and SEI stand-ins")
     demo.add_argument("--keep", help="keep the demo's config and state in this directory")
     demo.add_argument(
-        "--ci", choices=["jenkins", "teamcity"], default="jenkins", help="default: jenkins"
+        "--ci",
+        choices=["jenkins", "teamcity", "buildkite"],
+        default="jenkins",
+        help="default: jenkins",
     )
     demo.set_defaults(func="cmd_demo")
     return p

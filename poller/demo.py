@@ -1,7 +1,8 @@
 """`sei-poller demo`: the `once` code path against built-in stand-ins on 127.0.0.1.
 
 A newcomer sees the whole product work (connector, state, payload, delivery) without a
-Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity`, TeamCity) seeded
+Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite`,
+TeamCity or Buildkite serving recorded builds) seeded
 from recorded answers, and a stand-in SEI that checks what SEI checks.
 """
 
@@ -81,8 +82,46 @@ cd_jobs = ["**/*_Deploy"]
     return path
 
 
+def buildkite_config(directory: Path, bk: Any, sei: FakeSei) -> Path:
+    path = directory / "config.toml"
+    path.write_text(
+        f"""# written by `sei-poller demo --ci buildkite`
+[sei]
+url = "{sei.url}"
+api_key = "{sei.api_key}"
+concurrency = 2
+retry_window = "10s"
+
+[state]
+path = "state.db"
+
+[[servers]]
+name = "demo-buildkite"
+type = "buildkite"
+url = "{bk.url}"
+organization = "{bk.org}"
+token = "{bk.token}"
+instance_guid = "{DEMO_GUID}"
+instance_name = "Demo Buildkite"
+backfill_since = "all"
+""",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
+
+
 def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[..., Path]]:
     """The CI stand-in to run, seeded, and how to write a config for it."""
+    if ci == "buildkite":
+        from poller.standins.buildkite import FakeBuildkite
+
+        bk = FakeBuildkite(org="dean-test")  # the organisation the recordings come from
+        for p in bk.recorded("buildkiterb/test_pipeline_list.extracted.json"):
+            bk.add_recorded_pipeline(p)
+        for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
+            bk.add_recorded_build(b)
+        return "Buildkite", bk, buildkite_config
     if ci == "teamcity":
         from poller.standins.teamcity import FakeTeamCity
         from poller.standins.teamcity import seed_demo as seed_teamcity

@@ -98,6 +98,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
         )
 
+        self.changed_after_send = Counter(
+            "sei_poller_changed_after_send",
+            "Builds whose result changed after they were sent (a retry or an unblock);"
+            " SEI keeps the first result",
+            ["server"],
+            registry=r,
+        )
         self.sei_window = Gauge(
             "sei_poller_sei_concurrency_limit",
             "POSTs to SEI allowed in flight now (adaptive: found from SEI's answers)",

@@ -38,6 +38,8 @@ def connector(server: Server, metrics: Metrics | None = None) -> Any:
     instance = connector_class(server.config.type)(server.spec)
     if metrics is not None and hasattr(instance, "on_request"):
         instance.on_request = metrics.ci_hook(server.name)
+    if metrics is not None and hasattr(instance, "on_changed_after_send"):
+        instance.on_changed_after_send = metrics.changed_after_send.labels(server.name).inc
     return instance
 
 

@@ -743,3 +743,23 @@ def test_trigger_child_without_read_job_env_and_include_globs(tmp_path: Path) ->
         assert run["trigger_chain"] == [{"id": "unknown", "type": "Buildkite:trigger_job"}]
         env_asks = [r for r in bk.requests if r.path.endswith("/env")]
         assert [r.status for r in env_asks] == [403]
+
+
+def test_changed_after_send_reaches_its_metric(env: Env) -> None:
+    """The core wires the connector's hook to sei_poller_changed_after_send_total."""
+    from poller import wiring
+    from poller.metrics import Metrics
+
+    metrics = Metrics()
+    server = wiring.config(str(env.config)).servers[0]
+    connector = wiring.connector(server, metrics)
+    try:
+        assert connector.on_changed_after_send is not None
+        connector.on_changed_after_send()
+        connector.on_changed_after_send()
+    finally:
+        connector.close()
+    sample = metrics.registry.get_sample_value(
+        "sei_poller_changed_after_send_total", {"server": "bk-main"}
+    )
+    assert sample == 2
