@@ -207,8 +207,13 @@ class Deliverer:
             if rep.auth_failed:
                 return total
             nxt = self.state.next_due_at()
-            if nxt is None or self._only_elsewhere():
-                return total
+            if nxt is None:
+                if not self.state.pending_elsewhere():
+                    return total
+                # Another process is posting what is left: it sends those rows, or gives
+                # them back (its pass ended, or it stopped), and then they are ours.
+                self.stop.wait(0.2)
+                continue
             give_up = last_progress + retry_window
             if max(nxt, self.paused_until) > give_up or time.time() >= give_up:
                 pending = self.state.counts()["pending"]
@@ -218,12 +223,6 @@ class Deliverer:
                     retry_window=retry_window,
                 )
                 return total
-            # At most a second: a row another process holds may be done long before its lease.
-            wake = min(max(nxt, self.paused_until), give_up, time.time() + 1.0)
+            wake = min(max(nxt, self.paused_until), give_up)
             self.stop.wait(max(0.0, wake - time.time()))
         return total
-
-    def _only_elsewhere(self) -> bool:
-        """Everything still pending is claimed by another live process: its to finish."""
-        counts = self.state.counts()
-        return counts["pending"] > 0 and self.state.pending_elsewhere() >= counts["pending"]

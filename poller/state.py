@@ -242,11 +242,11 @@ class State:
     def db(self) -> Database:
         handle = getattr(self._local, "handle", None)
         if handle is None:
-            # Deferred transactions opened by DML and committed by `with conn:` blocks.
+            # Writes go through `_write()` (BEGIN IMMEDIATE ... COMMIT).
             conn = sqlite3.connect(self.path, timeout=30)
             db = Database(conn)
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db.conn)
             db.execute("PRAGMA synchronous=NORMAL")
             handle = self._local.handle = _Handle(db)
             with self._lock:
@@ -498,12 +498,14 @@ class State:
             )
         return cur.rowcount
 
-    def next_due_at(self) -> float | None:
-        """When a row this process may claim is next due (leases of others count)."""
+    def next_due_at(self, *, now: float | None = None) -> float | None:
+        """When a row this process may claim is next due; rows another process holds now
+        are its to post (see `pending_elsewhere`), not ours to wait for."""
+        now = time.time() if now is None else now
         row = self.db.execute(
-            "SELECT MIN(MAX(next_attempt_at, CASE WHEN lease_owner = ? THEN 0"
-            " ELSE COALESCE(lease_until, 0) END)) FROM outbox WHERE status = 'pending'",
-            [self.owner],
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)",
+            [now, self.owner],
         ).fetchone()
         return row[0]
 
@@ -731,6 +733,25 @@ def lookup(path: Path, server: str, job: str, number: int) -> dict[str, Any] | N
         return None
     keys = ("status", "created_at", "sent_at", "attempts", "last_error")
     return dict(zip(keys, row, strict=True))
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """WAL mode, once per file (it persists), waiting for the other process if need be.
+
+    Switching a new file to WAL takes an exclusive lock and, unlike other statements,
+    answers "database is locked" at once rather than through the busy timeout: two
+    processes opening a fresh state together (two `once`) would otherwise fail one of them.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
