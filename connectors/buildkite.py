@@ -42,7 +42,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -50,7 +49,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from connectors.session import get_capped, prepare, redact_url
+from connectors.session import date_header, get_capped, load_cursor, prepare, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -254,7 +253,7 @@ class BuildkiteConnector:
             log.warning("Buildkite rate limit reached; waiting for its reset", seconds=wait)
             time.sleep(wait)
         status = resp.status_code
-        date = _date_header(resp.headers.get("Date"))
+        date = date_header(resp.headers.get("Date"))
         if date is not None:
             with self._lock:
                 self._date = date
@@ -797,16 +796,10 @@ SCOPES = {  # the scope, and what a token without it costs
 
 
 def _load_cursor(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        if data.get("v") == CURSOR_VERSION and isinstance(data.get("at"), int):
-            return data
-    except (ValueError, AttributeError):
-        pass
-    log.warning("server cursor unreadable; every pipeline is scanned once")
-    return None
+    state = load_cursor(text, CURSOR_VERSION)
+    if text and state is None:
+        log.warning("server cursor unreadable; every pipeline is scanned once")
+    return state
 
 
 def _slug_of(raw: dict[str, Any]) -> str:
@@ -823,15 +816,6 @@ def _message(body: bytes) -> str:
     except (ValueError, AttributeError):
         return ""
     return f": {str(msg)[:300]}" if msg else ""
-
-
-def _date_header(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None
 
 
 def _iso(ms: int) -> str:

@@ -39,7 +39,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -47,7 +46,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors.session import get_capped, prepare, redact_url
+from connectors.session import date_header, get_capped, load_cursor, prepare, redact_url
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -230,7 +229,7 @@ class TeamCityConnector:
                 url=where,
                 status=status,
             ) from None
-        return data, _date_header(resp.headers.get("Date"))
+        return data, date_header(resp.headers.get("Date"))
 
     def _api(self, path: str, **params: str) -> tuple[Any, int | None]:
         return self._get(self.base + "app/rest/" + path, params or None)
@@ -683,16 +682,10 @@ class TeamCityConnector:
 
 
 def _load_cursor(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        if data.get("v") == CURSOR_VERSION and isinstance(data.get("at"), int):
-            return data
-    except (ValueError, AttributeError):
-        pass
-    log.warning("server cursor unreadable; every build configuration is scanned once")
-    return None
+    state = load_cursor(text, CURSOR_VERSION)
+    if text and state is None:
+        log.warning("server cursor unreadable; every build configuration is scanned once")
+    return state
 
 
 def _project_path(pid: str, projects: dict[str, dict[str, Any]]) -> list[str]:
@@ -718,15 +711,6 @@ def _error_text(body: bytes) -> str:
     if detail.startswith("jetbrains.") and ": " in detail:
         detail = detail.split(": ", 1)[1]
     return f": {detail[:ERROR_TEXT]}"
-
-
-def _date_header(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None
 
 
 def _tc_date(ms: int) -> str:

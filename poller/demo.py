@@ -23,86 +23,52 @@ from poller.standins.sei import FakeSei
 DEMO_GUID = "666ba79b-3f3d-4236-ac04-4686ce526705"
 
 
-def demo_config(directory: Path, jenkins: FakeJenkins, sei: FakeSei) -> Path:
-    path = directory / "config.toml"
-    path.write_text(
-        f"""# written by `sei-poller demo`
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 2
-retry_window = "10s"
-
-[state]
-path = "state.db"
-
-[[servers]]
-name = "demo-jenkins"
+def _jenkins_server(jenkins: FakeJenkins) -> str:
+    return f"""name = "demo-jenkins"
 type = "jenkins"
 url = "{jenkins.url}"
 username = "{jenkins.username}"
 token = "{jenkins.token}"
-instance_guid = "{DEMO_GUID}"
 instance_name = "Demo Jenkins"
-backfill_since = "all"
-cd_jobs = ["team/deploy"]
-""",
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return path
+cd_jobs = ["team/deploy"]"""
 
 
-def teamcity_config(directory: Path, tc: Any, sei: FakeSei) -> Path:
-    path = directory / "config.toml"
-    path.write_text(
-        f"""# written by `sei-poller demo --ci teamcity`
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 2
-retry_window = "10s"
-
-[state]
-path = "state.db"
-
-[[servers]]
-name = "demo-teamcity"
+def _teamcity_server(tc: Any) -> str:
+    return f"""name = "demo-teamcity"
 type = "teamcity"
 url = "{tc.url}"
 token = "{tc.token}"
-instance_guid = "{DEMO_GUID}"
 instance_name = "Demo TeamCity"
-backfill_since = "all"
-cd_jobs = ["**/*_Deploy"]
-""",
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return path
+cd_jobs = ["**/*_Deploy"]"""
 
 
-def buildkite_config(directory: Path, bk: Any, sei: FakeSei) -> Path:
-    path = directory / "config.toml"
-    path.write_text(
-        f"""# written by `sei-poller demo --ci buildkite`
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 2
-retry_window = "10s"
-
-[state]
-path = "state.db"
-
-[[servers]]
-name = "demo-buildkite"
+def _buildkite_server(bk: Any) -> str:
+    return f"""name = "demo-buildkite"
 type = "buildkite"
 url = "{bk.url}"
 organization = "{bk.org}"
 token = "{bk.token}"
-instance_guid = "{DEMO_GUID}"
 instance_name = "Demo Buildkite"
+""".rstrip()
+
+
+def write_config(directory: Path, sei: FakeSei, server: str, ci: str) -> Path:
+    """The demo's config: what an operator writes, with `server`'s own keys."""
+    path = directory / "config.toml"
+    path.write_text(
+        f"""# written by `sei-poller demo --ci {ci}`
+[sei]
+url = "{sei.url}"
+api_key = "{sei.api_key}"
+concurrency = 2
+retry_window = "10s"
+
+[state]
+path = "state.db"
+
+[[servers]]
+{server}
+instance_guid = "{DEMO_GUID}"
 backfill_since = "all"
 """,
         encoding="utf-8",
@@ -111,8 +77,8 @@ backfill_since = "all"
     return path
 
 
-def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[..., Path]]:
-    """The CI stand-in to run, seeded, and how to write a config for it."""
+def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any], str]]:
+    """The CI stand-in to run, seeded, and its `[[servers]]` keys."""
     if ci == "buildkite":
         from poller.standins.buildkite import FakeBuildkite
 
@@ -121,17 +87,17 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[..., 
             bk.add_recorded_pipeline(p)
         for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
             bk.add_recorded_build(b)
-        return "Buildkite", bk, buildkite_config
+        return "Buildkite", bk, _buildkite_server
     if ci == "teamcity":
         from poller.standins.teamcity import FakeTeamCity
         from poller.standins.teamcity import seed_demo as seed_teamcity
 
         tc = FakeTeamCity(context_path="/teamcity", tz="+0300")
         seed_teamcity(tc)
-        return "TeamCity", tc, teamcity_config
+        return "TeamCity", tc, _teamcity_server
     jenkins = FakeJenkins(context_path="/jenkins")
     seed_demo(jenkins)
-    return "Jenkins", jenkins, demo_config
+    return "Jenkins", jenkins, _jenkins_server
 
 
 def run_demo(
@@ -140,11 +106,12 @@ def run_demo(
     status: Callable[[argparse.Namespace], int],
 ) -> int:
     keep = Path(args.keep) if args.keep else None
-    label, server, write = _stand_in(getattr(args, "ci", "jenkins"))
+    which = getattr(args, "ci", "jenkins")
+    label, server, keys = _stand_in(which)
     with tempfile.TemporaryDirectory() as tmp, server as ci, FakeSei() as sei:
         directory = keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        cfg = write(directory, ci, sei)
+        cfg = write_config(directory, sei, keys(ci), which)
         print(f"stand-in {label} at {ci.url}, stand-in SEI at {sei.url}\n")
         code = collect(RunOptions(config=str(cfg)))
         print(f"\nSEI received {len(sei.received)} payloads:")

@@ -25,6 +25,16 @@ from poller.errors import ConfigError
 SCHEMA_VERSION = 3
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 BUILD, CONTAINER = "build", "container"
+# What `readiness()` counts per server, in the order its query selects them.
+READINESS_KEYS = (
+    "sent",
+    "known",
+    "lead_time_ready",
+    "without_commits",
+    "repo_unparsed",
+    "pipeline",
+    "pipeline_with_stages",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -647,16 +657,7 @@ class State:
             " FROM outbox WHERE status = 'sent' AND sent_at >= ? GROUP BY server",
             [since],
         )
-        keys = (
-            "sent",
-            "known",
-            "lead_time_ready",
-            "without_commits",
-            "repo_unparsed",
-            "pipeline",
-            "pipeline_with_stages",
-        )
-        return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+        return {r[0]: dict(zip(READINESS_KEYS, r[1:], strict=True)) for r in rows}
 
     def status(self) -> dict[str, Any]:
         """Per server and job: watermark, pending / sent / dead, last poll, oldest pending."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from poller.state import READINESS_KEYS
+
 
 def _age(ts: float | None, now: float) -> str:
     if ts is None:
@@ -76,18 +78,7 @@ def print_problems(problems: list[dict[str, Any]], now: float) -> None:
 
 
 READINESS_DAYS = 7
-_EMPTY = dict.fromkeys(
-    (
-        "sent",
-        "known",
-        "lead_time_ready",
-        "without_commits",
-        "repo_unparsed",
-        "pipeline",
-        "pipeline_with_stages",
-    ),
-    0,
-)
+_EMPTY = dict.fromkeys(READINESS_KEYS, 0)
 
 
 def _share(part: int, whole: int) -> float | None:
