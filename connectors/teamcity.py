@@ -32,6 +32,7 @@ overlap are remembered in the cursor, so seeing them again costs nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -365,7 +366,7 @@ class TeamCityConnector:
             self._finished(f"finishDate:(date:{_tc_date(low)},condition:after),{extra}")
             + f",count:{DETECT_PAGE}"
         )
-        changed: dict[str, list[int]] = {}
+        changed: dict[str, set[int]] = {}
         fresh = []
         for raw in self._pages("builds", locator, DETECT_FIELDS):
             finish = _ms(raw.get("finishDate"))
@@ -379,11 +380,43 @@ class TeamCityConnector:
                 continue
             if sweep and finish <= since - OVERLAP and finish - start < HORIZON:
                 continue  # the regular queries covered it (see the module docstring)
-            changed.setdefault(str(raw.get("buildTypeId")), []).append(raw["id"])
+            changed.setdefault(str(raw.get("buildTypeId")), set()).add(raw["id"])
+        # Builds that started too long ago for the query's start bound: those running at the
+        # last poll and not now have finished (or are gone), and are looked at by id.
+        running = self._long_running(now)
+        for build_id, (bt, _) in (state.get("long") or {}).items():
+            if int(build_id) not in running:
+                changed.setdefault(str(bt), set()).add(int(build_id))
         if changed:
             log.info("builds finished since the last poll", configurations=len(changed))
-        new = {"v": CURSOR_VERSION, "at": now, "seen": fresh, "sweep": now if sweep else sweep_at}
-        return changed, new
+        new = {
+            "v": CURSOR_VERSION,
+            "at": now,
+            "seen": fresh,
+            "sweep": now if sweep else sweep_at,
+            "long": {str(i): list(v) for i, v in running.items()},
+        }
+        return {bt: sorted(ids) for bt, ids in changed.items()}, new
+
+    def _long_running(self, now: int) -> dict[int, tuple[str, int]]:
+        """Running builds that started more than half of `HORIZON` ago: (config, start) by id.
+
+        One small request per poll. A build running at one poll that finishes before the next
+        started after that poll's `now - OVERLAP - HORIZON` unless it is among these, so the
+        finished-since query's start bound never hides a build the cursor has passed.
+        """
+        personal = "any" if self.settings.personal else "false"
+        locator = (
+            f"state:running,defaultFilter:false,branch:default:any,personal:{personal},"
+            f"startDate:(date:{_tc_date(now - HORIZON // 2)},condition:before),"
+            f"lookupLimit:{self.settings.lookup_limit},count:{DETECT_PAGE}"
+        )
+        out = {}
+        for raw in self._pages("builds", locator, "count,nextHref,build(id,buildTypeId,startDate)"):
+            start = _ms(raw.get("startDate"))
+            if start is not None:
+                out[raw["id"]] = (str(raw.get("buildTypeId")), start)
+        return out
 
     def _remember(self, build_id: int, start: int, finish: int) -> None:
         with self._lock:
@@ -443,14 +476,14 @@ class TeamCityConnector:
                 f"finishDate:(date:{_tc_date(low)},condition:after),"
                 f"startDate:(date:{_tc_date(start_low)},condition:after),"
             )
-        fields = (
-            "count,nextHref,build("
-            + BUILD_FIELDS
-            + (STATS_FIELDS if self.spec.stages else "")
-            + ")"
-        )
+        fields = BUILD_FIELDS + (STATS_FIELDS if self.spec.stages else "")
         checkpoint = now
-        for raw in self._pages("builds", self._finished(scope) + f",count:{PAGE}", fields):
+        listed: set[int] = set()
+        raws = self._pages(
+            "builds", self._finished(scope) + f",count:{PAGE}", f"count,nextHref,build({fields})"
+        )
+        for raw in itertools.chain(raws, self._by_number(job, c, listed, fields)):
+            listed.add(raw["id"])
             if raw.get("state") not in (None, "finished"):
                 continue
             if cursor.backfill and cursor.since_ms is not None:
@@ -466,6 +499,22 @@ class TeamCityConnector:
                     checkpoint = min(checkpoint, finish - 1000)
             yield item
         yield Checkpoint(str(checkpoint))
+
+    def _by_number(
+        self, job: JobRef, c: _Config, listed: set[int], fields: str
+    ) -> Iterator[dict[str, Any]]:
+        """The builds the core named in `changed` that the listing did not hold, one request
+        each: builds owed since a failed scan, parked builds due again, builds that ran
+        longer than `HORIZON`. Runs after the listing, so `listed` is complete by then."""
+        for number in job.changed or ():
+            if number in listed:
+                continue
+            try:
+                raw, _ = self._api(f"builds/id:{number}", fields=fields)
+            except NotFound:
+                continue  # deleted: the core unparks it, and it is owed no more
+            if isinstance(raw, dict) and raw.get("id") == number and raw.get("buildTypeId") == c.id:
+                yield raw
 
     # -- mapping --------------------------------------------------------------------------
 

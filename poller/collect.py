@@ -1,8 +1,17 @@
 """One poll of one server: discover jobs, scan the ones that moved, enqueue new builds.
 
-The core owns the watermark arithmetic so connectors only yield what they see. A job's
-watermark moves only after its scan completed, in the same transaction as its last outbox
-rows; a job that failed keeps its watermark and is retried next poll.
+The core owns the watermark arithmetic so connectors only yield what they see.
+
+The rule every mark obeys (a sequential job's watermark, a time-cursored job's own cursor,
+the server-wide "finished since" cursor): a mark moves past a finished build only once that
+build is *handled*: in the ledger (sent, or pending in the outbox), parked (in `problems`,
+retried), or owed (in `owed`, handed to its job's next scan). A job's marks move only with a
+scan of it that completed, in the same transaction as its last outbox rows; a scan that
+failed anywhere (a listing page, a build's details) leaves them where they were, and the
+next poll scans the job again from there. The server cursor moves with every poll that was
+not stopped, so what it passes must already be handled: builds it named for a job whose
+scan then failed are recorded as owed, and a connector with a server cursor looks at every
+number in `JobRef.changed`, reached by its listing or not (see `connectors/base.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -51,7 +60,7 @@ class Sink(Protocol):
         update: JobUpdate | None = None,
     ) -> int: ...
 
-    def job_failed(self, server: str, job: str, error: str) -> None: ...
+    def job_failed(self, server: str, job: str, error: str, owed: Iterable[int] = ()) -> None: ...
 
     def reset_job(self, server: str, job: str) -> None: ...
 
@@ -164,6 +173,8 @@ class Collector:
                 log.exception("discovery crashed; will retry next poll", error=repr(exc))
                 self._polled(result, started)
                 return result
+            if resume:
+                jobs = self._with_owed(jobs)
             result.jobs = len(jobs)
             self.progress("jobs", len(jobs))
             bound = since_ms(since if since is not None else self.server.config.backfill_since)
@@ -177,7 +188,7 @@ class Collector:
                     result.enqueued += outcome.added
                     result.parked += outcome.parked
             if checkpoint is not None and not self.stop.is_set():
-                # Jobs whose scan failed are scanned again whatever the next query says.
+                # What it passes is handled: enqueued, parked, or owed by a failed job.
                 self.sink.save_server_cursor(name, checkpoint)
             self._polled(result, started)
         return result
@@ -218,6 +229,24 @@ class Collector:
         result.unlisted = len(failing)
         return jobs, checkpoint
 
+    def _with_owed(self, jobs: list[JobRef]) -> list[JobRef]:
+        """Each job's `changed`, plus the builds it owes and its parked builds due again.
+
+        A server-cursor connector looks at every number in `changed`, so these are read by
+        number: no listing window has to reach back to them.
+        """
+        extra = self.state.owed(self.server.name)
+        for job, numbers in self.state.parked_due(self.server.name, time.time()).items():
+            extra.setdefault(job, set()).update(numbers)
+        if not extra:
+            return jobs
+        return [
+            replace(j, changed=tuple(sorted(set(j.changed or ()) | extra[j.full_name])))
+            if j.full_name in extra
+            else j
+            for j in jobs
+        ]
+
     def _select(
         self,
         jobs: list[JobRef],
@@ -233,7 +262,6 @@ class Collector:
         """
         known = self.state.known_jobs(self.server.name)
         sequential = getattr(self.connector, "sequential", True)
-        due = self._parked_due() if any(j.changed is not None for j in jobs) else set()
         todo = []
         for job in jobs:
             js = known.get(job.full_name)
@@ -244,22 +272,11 @@ class Collector:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
-            elif not is_new and (new_jobs == "only" or _idle(job, js) or _unchanged(job, js, due)):
+            elif not is_new and (new_jobs == "only" or _idle(job, js) or _unchanged(job, js)):
                 continue
             else:
                 todo.append((job, False))
         return todo
-
-    def _parked_due(self) -> set[str]:
-        """Jobs holding a parked build whose next try is due: scanned even when unchanged."""
-        now = time.time()
-        return {
-            p["job"]
-            for p in self.state.problems()
-            if p["server"] == self.server.name
-            and p["kind"] == "build"
-            and (p["retry_at"] or 0) <= now
-        }
 
     def _polled(self, result: PollResult, started: float) -> None:
         if self.metrics is not None:
@@ -298,7 +315,8 @@ class Collector:
             except Exception as exc:
                 error = repr(exc)
                 log.exception("job scan crashed; watermark kept, retried next poll", error=error)
-            self.sink.job_failed(self.server.name, job.full_name, REDACTOR.scrub(error))
+            owed = set(job.changed or ()) - (scan.handled if scan else set())
+            self.sink.job_failed(self.server.name, job.full_name, REDACTOR.scrub(error), owed)
             return _Outcome(scan.added if scan else 0, 0, ok=False)
 
 
@@ -334,15 +352,13 @@ def _idle(job: JobRef, js: JobState | None) -> bool:
     )
 
 
-def _unchanged(job: JobRef, js: JobState, due: set[str]) -> bool:
-    """The connector's server-wide query saw nothing finish in this job since the last poll.
+def _unchanged(job: JobRef, js: JobState) -> bool:
+    """The connector's server-wide query saw nothing finish in this job since the last poll,
+    and the job owes nothing and has no parked build due (those are in `changed` too).
 
-    Still scanned: a job whose last scan failed (what it missed was seen by an earlier
-    query) and one with a parked build due for another try.
+    Still scanned: a job whose last scan failed, from its own cursor.
     """
-    return (
-        job.changed is not None and not job.changed and not js.failed and job.full_name not in due
-    )
+    return job.changed is not None and not job.changed and not js.failed
 
 
 class _JobScan:
@@ -382,9 +398,11 @@ class _JobScan:
         self.low: int | None = None
         self.running: list[int] = []
         self.blocked: set[int] = set()  # parked: finished, not sent, holding the watermark
+        self.waiting: set[int] = set()  # parked before, not due: the connector never saw them
         self.checkpoint = js.cursor
         self.batch: list[Row] = []
         self.added = 0
+        self.handled: set[int] = set()  # enqueued or parked by this scan
 
     def wanted(self, n: int) -> bool:
         self.seen.add(n)
@@ -398,6 +416,7 @@ class _JobScan:
         parked = self.parked.get(n)
         if parked is not None and parked.retry_at > self.now:
             self.blocked.add(n)  # not due for another try yet: no request for it
+            self.waiting.add(n)
             return False
         return True  # for a time-cursored job numbers are keys: the ledger alone decides
 
@@ -424,6 +443,7 @@ class _JobScan:
             self._broken(item)
         else:
             self.batch.append((item.number, *_encode(item, self.c.server)))
+            self.handled.add(item.number)
             if len(self.batch) >= BATCH:
                 self._flush(None)
 
@@ -446,6 +466,7 @@ class _JobScan:
                 broken_for=round(self.now - prior.first_at),
             )
             self.batch.append((n, *_encode(item.fallback, self.c.server)))
+            self.handled.add(n)
             return
         attempts = (prior.attempts if prior else 0) + 1
         retry_at = self.now + min(PARK_MAX, PARK_FIRST * 2 ** (attempts - 1))
@@ -454,6 +475,7 @@ class _JobScan:
             self.name, self.job.full_name, n, item.url, error, retry_at
         )
         self.blocked.add(n)
+        self.handled.add(n)
         log.error(
             "build details keep failing; parked, the rest of the job moves on",
             build=n,
@@ -505,6 +527,7 @@ class _JobScan:
             self.checkpoint,
             covered,
             vanished=gone,
+            settled=tuple(job.changed or ()),
         )
 
     def _keyed_update(self, top: int, floor: int | None) -> JobUpdate:
@@ -521,6 +544,15 @@ class _JobScan:
         if (self.is_new or self.backfill) and not self.blocked:
             reached = self.bound or 0
             covered = reached if covered is None else min(covered, reached)
+        handed = job.changed or ()
+        # A parked build asked for by number that the server no longer has: deleted.
+        gone = tuple(n for n in handed if n in self.parked and n not in self.seen)
+        by_number = bool(getattr(self.c.connector, "server_cursor", False))
+        if self.waiting and js.cursor is None and not by_number:
+            # No earlier cursor to keep, and the connector's own checkpoint passed builds
+            # parked by an earlier scan: the job stays unread, so its next scan reads the
+            # history again and reaches them.
+            return JobUpdate(None, floor, job.last_build, job.last_completed, None, None)
         return JobUpdate(
             max(top, js.watermark or 0),
             floor,
@@ -529,6 +561,8 @@ class _JobScan:
             js.cursor if held else self.checkpoint,
             covered,
             prune=False,
+            vanished=gone,
+            settled=tuple(handed),
         )
 
     def _log_vanished(self, old: int, new: int) -> None:

@@ -62,7 +62,7 @@ class JsonLines:
             self.out.flush()
         return len(rows)
 
-    def job_failed(self, server: str, job: str, error: str) -> None:
+    def job_failed(self, server: str, job: str, error: str, owed: Any = ()) -> None:
         pass
 
     def reset_job(self, server: str, job: str) -> None:

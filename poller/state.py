@@ -77,6 +77,21 @@ CREATE TABLE IF NOT EXISTS server_cursors (
     server TEXT PRIMARY KEY, cursor TEXT NOT NULL, saved_at REAL NOT NULL
 )
 """
+# Added the same way, later: builds a server-wide query named for a job whose scan then
+# failed. The server cursor moves past them, so they are recorded here, handed to the job's
+# next scan (`JobRef.changed`) and settled when a scan that was handed them completes.
+_OWED = """
+CREATE TABLE IF NOT EXISTS owed (
+    server TEXT NOT NULL, job TEXT NOT NULL, number INTEGER NOT NULL,
+    PRIMARY KEY (server, job, number)
+) WITHOUT ROWID
+"""
+# When the table is first made: releases before it could move a server cursor past builds
+# of a job whose scan failed, and still mark the job's history covered. Forget what they
+# said was covered, so `backfill --since` reads those jobs again and sends what they lost.
+_FORGET_COVERED = (
+    "UPDATE jobs SET covered_ms = NULL WHERE server IN (SELECT server FROM server_cursors)"
+)
 # Upgrades from older schemas, by the version they upgrade from; a file several versions
 # behind runs each in turn. They run in the same transaction as `_SCHEMA`, which creates the
 # tables new in a version.
@@ -133,6 +148,7 @@ class JobUpdate:
     covered_ms: int | None = None
     prune: bool = True
     vanished: tuple[int, ...] = ()  # parked builds the server no longer has: unparked
+    settled: tuple[int, ...] = ()  # owed builds this scan was handed: owed no more
 
 
 @dataclass(frozen=True)
@@ -229,6 +245,11 @@ class State:
         if not _has_table(db.conn, "server_cursors"):
             with self._write() as conn:
                 conn.execute(_SERVER_CURSORS)
+        if not _has_table(db.conn, "owed"):
+            with self._write() as conn:
+                if not _has_table(conn, "owed"):  # another process may have made it meanwhile
+                    conn.execute(_OWED)
+                    conn.execute(_FORGET_COVERED)
         self._tighten_modes()
         self.release_stale_leases()
 
@@ -392,19 +413,49 @@ class State:
                 " AND number = ?",
                 [(server, job, n) for n in u.vanished],
             )
+        if u.settled:
+            self.db.conn.executemany(
+                "DELETE FROM owed WHERE server = ? AND job = ? AND number = ?",
+                [(server, job, n) for n in u.settled],
+            )
 
-    def job_failed(self, server: str, job: str, error: str) -> None:
+    def job_failed(self, server: str, job: str, error: str, owed: Iterable[int] = ()) -> None:
+        """A scan that did not complete; `owed`: builds it was told of and did not handle."""
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO jobs (server, job, last_error) VALUES (?, ?, ?)"
                 " ON CONFLICT (server, job) DO UPDATE SET last_error = excluded.last_error",
                 [server, job, error[:500]],
             )
+            conn.executemany(
+                "INSERT OR IGNORE INTO owed (server, job, number) VALUES (?, ?, ?)",
+                [(server, job, n) for n in owed],
+            )
+
+    def owed(self, server: str) -> dict[str, set[int]]:
+        """Builds each job owes since a scan of it failed (see `_OWED`)."""
+        out: dict[str, set[int]] = {}
+        for job, n in self.db.execute(
+            "SELECT job, number FROM owed WHERE server = ?", [server]
+        ).fetchall():
+            out.setdefault(job, set()).add(n)
+        return out
+
+    def parked_due(self, server: str, now: float) -> dict[str, set[int]]:
+        """Parked builds whose next try is due, by job."""
+        out: dict[str, set[int]] = {}
+        for job, n in self.db.execute(
+            "SELECT job, number FROM problems WHERE server = ? AND kind = 'build'"
+            " AND COALESCE(retry_at, 0) <= ?",
+            [server, now],
+        ).fetchall():
+            out.setdefault(job, set()).add(n)
+        return out
 
     def reset_job(self, server: str, job: str) -> None:
         """Forget a job whose numbers restarted (recreated): it is backfilled like a new one."""
         with self._write() as conn:
-            for table in ("jobs", "ledger", "problems"):
+            for table in ("jobs", "ledger", "problems", "owed"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE server = ? AND job = ?",
                     [server, job],

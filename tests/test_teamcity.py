@@ -574,10 +574,28 @@ def test_a_build_longer_than_the_horizon_is_found_by_the_sweep(
     assert len(env.sei.received) == 1
 
 
+def test_a_build_seen_running_for_hours_is_found_when_it_finishes(env: Env) -> None:
+    """No sweep needed: a poll saw it running past half the horizon, the next looks it up."""
+    tc = env.tc
+    tc.add_build_type("L_Soak", "Soak", "L")
+    soak = tc.queue_build("L_Soak", at=_fresh() - 9 * HOUR)
+    tc.start_build(soak, at=_fresh() - 9 * HOUR)
+    assert env.once() == 0
+    assert str(soak) in env.cursor()["long"]
+    tc.finish_build(soak, at=_fresh())
+    tc.reset_requests()
+    assert env.once() == 0
+    assert env.sent() == [soak]
+    assert any(r.path == f"/tc/app/rest/builds/id:{soak}" for r in tc.requests)
+    assert env.cursor()["long"] == {}
+    assert env.once() == 0
+    assert len(env.sei.received) == 1
+
+
 # -- polling cost --------------------------------------------------------------------------------
 
 
-def test_idle_poll_costs_two_requests_whatever_the_server_holds(env: Env) -> None:
+def test_idle_poll_costs_three_requests_whatever_the_server_holds(env: Env) -> None:
     tc = env.tc
     for k in range(40):
         tc.add_build_type(f"I{k % 4}_C{k}", f"C{k}", f"I{k % 4}", steps=STEPS)
@@ -591,13 +609,19 @@ def test_idle_poll_costs_two_requests_whatever_the_server_holds(env: Env) -> Non
     for _ in range(2):
         tc.reset_requests()
         assert env.once() == 0
-        assert [r.path for r in tc.requests] == ["/tc/app/rest/projects", "/tc/app/rest/builds"]
+        # the tree, what finished since the last poll, what has run for hours
+        assert [r.path for r in tc.requests] == [
+            "/tc/app/rest/projects",
+            *["/tc/app/rest/builds"] * 2,
+        ]
+        assert "state:running" in tc.requests[2].query["locator"]
     tc.finish_build(running, statistics={"buildStageDuration:buildStepRUNNER_1": 5})
     tc.reset_requests()
     assert env.once() == 0
-    # discovery, the server-wide query, that one configuration's builds, its step names
+    # discovery, the two server-wide queries, that one configuration's builds, its step names
     assert [r.path for r in tc.requests] == [
         "/tc/app/rest/projects",
+        "/tc/app/rest/builds",
         "/tc/app/rest/builds",
         "/tc/app/rest/builds",
         "/tc/app/rest/buildTypes/id:I0_C0/steps",
@@ -605,7 +629,7 @@ def test_idle_poll_costs_two_requests_whatever_the_server_holds(env: Env) -> Non
     assert running in env.sent("I0/I0_C0")
     tc.reset_requests()
     assert env.once() == 0  # seen again inside the overlap: still idle
-    assert len(tc.requests) == 2
+    assert len(tc.requests) == 3
 
 
 def test_many_builds_are_paged_with_next_href(env: Env) -> None:
