@@ -53,11 +53,16 @@ class Connector(Protocol):
     - sets each `JobRef.changed` to the numbers of that job's builds that finished since the
       cursor (an empty tuple: none did), or None when it cannot tell (no cursor yet).
 
+    The core adds to `changed` what it knows better: builds owed by a scan of the job that
+    failed after the server cursor moved past them, and parked builds due for another try.
+    So `scan` must look at every number in `changed`, whether or not its listing window
+    reaches it (read it alone by number when it does not: a 404 means it is gone).
+
     A job whose `changed` is empty is not scanned, so an idle poll costs what discovery
     costs, however many jobs there are, unless the core knows better: a new job, one being
-    backfilled, one whose last scan failed, and one with a parked build due for another try
-    are scanned anyway. `discover()` without an argument (`sei-poller check`) must work too,
-    and then yields only `JobRef`s and `Unlisted`s.
+    backfilled and one whose last scan failed are scanned anyway. `discover()` without an
+    argument (`sei-poller check`) must work too, and then yields only `JobRef`s and
+    `Unlisted`s.
     Connectors without the attribute (Jenkins, Buildbot) are called and judged as before.
     """
 

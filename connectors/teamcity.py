@@ -12,7 +12,8 @@ the server cursor the core keeps for us (`server_cursor`, see `connectors/base.p
     failedToStart:any,finishDate:(date:S-5m,condition:after),
     startDate:(date:S-5m-6h,condition:after),lookupLimit:N,count:500
 
-so an idle poll costs two requests whatever the number of build configurations. A build
+and one for builds running for more than three hours (`state:running`, usually none), so
+an idle poll costs three requests whatever the number of build configurations. A build
 configuration in which something finished costs one more request (its builds in that
 window, every field at once); stages cost one request per configuration for the step names.
 
@@ -20,8 +21,13 @@ Why each dimension is spelled out: without `defaultFilter:false` TeamCity hides 
 failed-to-start, personal and non-default-branch builds, and only `state:finished` keeps
 queued and running builds out; without `lookupLimit` a query looks at the newest 5,000
 builds only, silently. `finishDate` gives TeamCity no point to stop walking its history, so
-`startDate` bounds the walk; a build that ran longer than `HORIZON` is caught by the hourly
-sweep, which leaves the start date open (and then relies on `lookupLimit`).
+`startDate` bounds the walk. A build that started before that bound was running for hours
+at the previous poll: the cursor keeps those builds (`long`), and one that is no longer
+running is named changed and read by id. The hourly sweep, which leaves the start date open
+(and then relies on `lookupLimit`), is what is left for anything else.
+
+The core may name builds in `JobRef.changed` that no listing window reaches (owed by a scan
+that failed, parked and due again, long builds): each is read by id after the listing.
 
 Ids are assigned at queue time, builds finish out of id order, and a configuration's ids
 have gaps: none of that matters here, because nothing is decided by id order. The time
@@ -73,8 +79,8 @@ ERROR_TEXT = 300  # characters of TeamCity's own error text kept in ours
 # Seconds of slack on every time window: a build's finishDate is stamped before the build is
 # visible as finished, and the Date header may come from a proxy's clock. GUESS: 5 minutes.
 OVERLAP = 300_000
-# The server-wide query's walk stops at builds that started this long before the window:
-# a build that runs longer is found by the sweep instead. GUESS: 6 hours.
+# The server-wide query's walk stops at builds that started this long before the window; a
+# build running longer than half of it at a poll is tracked by id instead. GUESS: 6 hours.
 HORIZON = 6 * 3_600_000
 SWEEP_EVERY = 3_600_000  # how often the server-wide query leaves the start date open
 FALLBACK_WINDOW = 24 * 3_600_000  # a known job without a cursor of its own: look back a day

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import connectors.session
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
@@ -18,6 +20,23 @@ from poller.standins.sei import FakeSei
 def _quiet_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     logs.configure("info", "json")
     yield
+
+
+@contextlib.contextmanager
+def fast_retries() -> Iterator[None]:
+    """The same GET retries, without the pauses between them: a fake clock for urllib3."""
+    real = connectors.session.GET_RETRY
+    connectors.session.GET_RETRY = real.new(backoff_factor=0, backoff_jitter=0)
+    try:
+        yield
+    finally:
+        connectors.session.GET_RETRY = real
+
+
+@pytest.fixture()
+def no_retry_pauses() -> Iterator[None]:
+    with fast_retries():
+        yield
 
 
 def write_config(

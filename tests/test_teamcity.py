@@ -7,6 +7,7 @@ lookupLimit, cheap idle polls, renames, faults.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -590,6 +591,100 @@ def test_a_build_seen_running_for_hours_is_found_when_it_finishes(env: Env) -> N
     assert env.cursor()["long"] == {}
     assert env.once() == 0
     assert len(env.sei.received) == 1
+
+
+def _owed(env: Env) -> list[int]:
+    with sqlite3.connect(env.dir / "state.db") as db:
+        return [r[0] for r in db.execute("SELECT number FROM owed ORDER BY number")]
+
+
+@pytest.mark.usefixtures("no_retry_pauses")
+def test_a_scan_that_fails_owes_what_the_server_cursor_passed(env: Env) -> None:
+    """The server cursor moves with the poll; the build it named for a configuration whose
+    scan then failed is owed, and read by id at the next poll (issue 26)."""
+    tc = env.tc
+    tc.add_build_type("O_Job", "Job", "O")
+    soak = tc.queue_build("O_Job", at=_fresh() - 9 * HOUR)
+    tc.start_build(soak, at=_fresh() - 9 * HOUR)
+    assert env.once() == 0  # seen running for hours: the cursor tracks it
+    tc.finish_build(soak, at=_fresh())
+    tc.faults.fail(r"/app/rest/builds$", 500, query=r"buildType:\(id:O_Job\)")
+    assert env.once() == 1
+    assert env.sent() == [] and _owed(env) == [soak]
+    assert env.cursor()["long"] == {}  # the cursor moved past it: only `owed` remembers it
+    tc.faults.clear()
+    tc.reset_requests()
+    assert env.once() == 0
+    assert env.sent() == [soak] and _owed(env) == []
+    assert any(r.path == f"/tc/app/rest/builds/id:{soak}" for r in tc.requests)
+
+
+@pytest.mark.usefixtures("no_retry_pauses")
+def test_a_build_parked_by_a_scan_that_failed_is_retried_by_id(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first scan parks a build, then fails; the next completes without reaching it (not
+    due) and moves the configuration's cursor past it. Due again, it is read by id."""
+    import poller.collect
+
+    tc = env.tc
+    tc.add_build_type("P_Head", "Head", "P")
+    tc.add_build_type("P_Job", "Job", "P")
+    root = tc.add_build("P_Head", queued=T0, finished=T0 + SECOND)
+    mid = tc.add_build(
+        "P_Head",
+        queued=T0 + MINUTE,
+        finished=T0 + MINUTE + SECOND,
+        triggered={"type": "snapshotDependency", "build": root},
+    )
+    history = [
+        tc.add_build("P_Job", queued=T0 + HOUR + n * SECOND, finished=T0 + HOUR + n * SECOND)
+        for n in range(120)
+    ]
+    chained = tc.add_build(
+        "P_Job",
+        queued=T0 + 2 * HOUR,
+        finished=T0 + 2 * HOUR + SECOND,
+        triggered={"type": "snapshotDependency", "build": mid},
+    )
+    tc.faults.break_path(rf"/app/rest/builds/id:{root}$")  # the chain's head: never answers
+    tc.faults.fail(r"/app/rest/builds$", 500, query=r"buildType:\(id:P_Job\).*start:100")
+    assert env.once() == 1
+    tc.faults.heal(r"/app/rest/builds$")
+    assert env.once() == 1  # completes, the parked build not due yet
+    assert sorted(env.sent("P/P_Job")) == history
+    tc.faults.clear()
+
+    class Later:
+        def time(self) -> float:
+            return time.time() + 2 * 3600
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+    monkeypatch.setattr(poller.collect, "time", Later())
+    assert env.once() == 0
+    assert chained in env.sent("P/P_Job")
+    assert env.run("status", "--json") == 0
+
+
+def test_backfill_after_the_upgrade_sends_what_an_older_release_lost(env: Env) -> None:
+    """A state file from a release without the `owed` table: its covered ranges are not
+    trusted, so `backfill --since` reads every configuration again (README: upgrading)."""
+    tc = env.tc
+    tc.add_build_type("U_Job", "Job", "U")
+    kept = tc.add_build("U_Job", queued=_fresh() - DAY, finished=_fresh() - DAY + SECOND)
+    assert env.once() == 0
+    lost = tc.add_build("U_Job", queued=_fresh() - HOUR, finished=_fresh() - HOUR + SECOND)
+    assert env.once() == 0
+    assert env.sent() == [kept]  # finished an hour before the window: as if lost
+    assert env.run("backfill", "--since", "30d") == 0
+    assert env.sent() == [kept]  # this release's covered range is trusted: nothing re-read
+    with sqlite3.connect(env.dir / "state.db") as db:
+        db.execute("DROP TABLE owed")  # the file as the older release left it
+    assert env.run("backfill", "--since", "30d") == 0
+    assert env.sent() == [kept, lost]
+    assert len(env.sei.received) == 2
 
 
 # -- polling cost --------------------------------------------------------------------------------

@@ -188,8 +188,7 @@ class StandinHandler(BaseHTTPRequestHandler):
         path, _, raw_query = self.path.partition("?")
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body = self.rfile.read(length) if length else b""
         hang = fake.faults.hang_for(path)
         if hang is not None:
             fake._record(Recorded(method, path, query, 0, raw_query, 0, "hang"))
