@@ -26,7 +26,14 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from connectors.session import get_capped, prepare, redact_url
+from connectors.session import (
+    failure,
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    prepare,
+    redact_url,
+)
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -138,16 +145,11 @@ class BuildbotConnector:
             on_request=self.on_request,
             system="Buildbot",
             limit=MAX_BODY,
+            spec=self.spec,
         )
         status = resp.status_code
-        if resp.is_redirect:
-            # Never followed: it would carry our session cookie wherever it points.
-            raise ConnectorError(
-                f"HTTP {status} redirect to {redact_url(resp.headers.get('Location', '?'))}; "
-                "set url to the master's own base URL (its buildbotURL)",
-                url=where,
-                status=status,
-            )
+        if redirect := foreign_redirect(resp, self.base):
+            raise redirect  # never followed: it would carry our session cookie along
         if status == 404:
             raise NotFound(f"not found (404){_error_text(body)}", url=where, status=404)
         if status in (401, 403):
@@ -159,12 +161,7 @@ class BuildbotConnector:
             raise ConnectorError(
                 f"HTTP {status} from Buildbot{_error_text(body)}", url=where, status=status
             )
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise ConnectorError(
-                "answer is not JSON (is url the master's base URL?)", url=where, status=status
-            ) from None
+        return json_answer(body, resp, url, "Buildbot")
 
     def _login(self, seen: int) -> None:
         """Basic auth on `/auth/login` only; the session cookie it sets opens `/api/v2`.
@@ -183,9 +180,7 @@ class BuildbotConnector:
                         url, auth=self._login_auth, allow_redirects=False, timeout=self.spec.timeout
                     )
                 except requests.RequestException as exc:
-                    raise ConnectorError(
-                        f"login failed: {type(exc).__name__}", url=redact_url(url)
-                    ) from None
+                    raise failure(exc, url, self.spec) from None
                 resp.close()
             if resp.status_code in (401, 403):
                 raise ConnectorError(

@@ -43,13 +43,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from connectors.session import date_header, get_capped, load_cursor, prepare, redact_url
+from connectors.session import (
+    date_header,
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    load_cursor,
+    prepare,
+    redact_url,
+)
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -238,6 +246,7 @@ class BuildkiteConnector:
                 on_request=self.on_request,
                 system="Buildkite",
                 limit=MAX_BODY,
+                spec=self.spec,
             )
             reset = self._read_limit(resp.headers)
             if resp.status_code != 429:
@@ -259,13 +268,8 @@ class BuildkiteConnector:
                 self._date = date
         if scopes := resp.headers.get("X-OAuth-Scopes"):
             self.scopes = tuple(s.strip() for s in scopes.split(",") if s.strip())
-        if resp.is_redirect:
-            raise ConnectorError(
-                f"HTTP {status} redirect to {redact_url(resp.headers.get('Location', '?'))};"
-                " set url to the API's own address",
-                url=where,
-                status=status,
-            )
+        if redirect := foreign_redirect(resp, self.base):
+            raise redirect
         if status == 404:
             raise NotFound(f"not found (404){_message(body)}", url=where, status=404)
         if status in (401, 403):
@@ -281,11 +285,7 @@ class BuildkiteConnector:
             raise ConnectorError(
                 f"HTTP {status} from Buildkite{_message(body)}", url=where, status=status
             )
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ConnectorError("the answer is not JSON", url=where, status=status) from None
-        return data, resp.headers
+        return json_answer(body, resp, url, "Buildkite"), resp.headers
 
     def _org(self, path: str = "") -> str:
         return f"{self.base}organizations/{quote(self.org, safe='')}{path}"
@@ -315,8 +315,19 @@ class BuildkiteConnector:
             m = LINK_NEXT.search(link)
             if not m:
                 return
-            next_url, query = m.group(1), None
+            next_url, query = self._same_host(m.group(1)), None
         raise _TooDeep(redact_url(url))
+
+    def _same_host(self, link: str) -> str:
+        """A `Link` URL comes from the answer: followed only to the configured host."""
+        theirs, ours = urlsplit(link).netloc, urlsplit(self.base).netloc
+        if theirs != ours:
+            raise ConnectorError(
+                f"the next page's link points at another host ({theirs}, not {ours}); not"
+                " followed: set url to the API address the server itself uses",
+                url=redact_url(self.base),
+            )
+        return link
 
     # -- the Connector protocol -----------------------------------------------------------
 

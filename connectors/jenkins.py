@@ -7,7 +7,6 @@ project), builds are read in ranged pages newest first, and stages come from one
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -21,7 +20,14 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.jenkins_names import FOLDER, PluginNames, kind_of, plugin_names
-from connectors.session import prepare, read_capped, redact_url
+from connectors.session import (
+    failure,
+    foreign_redirect,
+    json_answer,
+    prepare,
+    read_capped,
+    redact_url,
+)
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -123,15 +129,12 @@ class JenkinsConnector:
     # -- plumbing -------------------------------------------------------------------------
 
     def _refuse_foreign_redirect(self, resp: requests.Response, **_: Any) -> None:
-        """Following a redirect to another host would hand it our answers (and maybe auth)."""
+        """Following a redirect to another host would hand it our answers (and maybe auth);
+        python-jenkins follows redirects, so those to our own host are let through."""
         if resp.is_redirect:
             target = urlsplit(requests.compat.urljoin(resp.url, resp.headers["Location"]))
             if target.netloc != urlsplit(self.base).netloc:
-                raise ConnectorError(
-                    f"redirected to another host ({target.netloc})",
-                    url=redact_url(resp.url),
-                    status=resp.status_code,
-                )
+                raise foreign_redirect(resp, self.base) or ConnectorError("redirected")
 
     def get_json(self, url: str, tree: str | None = None, **params: str) -> Any:
         """GET a JSON answer through python-jenkins' session, mapping failures to ours."""
@@ -159,25 +162,14 @@ class JenkinsConnector:
                 raise ConnectorError(
                     f"HTTP {status} from Jenkins", url=redact_url(url), status=status
                 ) from None
-            except requests.exceptions.SSLError:
-                raise ConnectorError("TLS error talking to Jenkins", url=redact_url(url)) from None
             except requests.RequestException as exc:
-                raise ConnectorError(
-                    f"request failed: {type(exc).__name__}", url=redact_url(url)
-                ) from None
+                raise failure(exc, url, self.spec) from None
             finally:
                 if resp is not None:
                     resp.close()
                 if self.on_request:
                     self.on_request(status, time.monotonic() - started)
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise ConnectorError(
-                "answer is not JSON (truncated or an HTML error page?)",
-                url=redact_url(url),
-                status=status,
-            ) from None
+        return json_answer(body, resp, url, "Jenkins")
 
     def job_url(self, full_name: str) -> str:
         """`team/feature%2Fx` → `<base>job/team/job/feature%252Fx/`: each segment encoded."""
@@ -221,7 +213,7 @@ class JenkinsConnector:
                 f"Jenkins answered HTTP {status or 'error'}", url=where, status=status
             ) from None
         except requests.RequestException as exc:
-            raise ConnectorError(f"cannot reach Jenkins: {type(exc).__name__}", url=where) from None
+            raise failure(exc, url, self.spec) from None
         version = resp.headers.get("X-Jenkins")
         if not version:
             raise ConnectorError(
@@ -229,12 +221,7 @@ class JenkinsConnector:
                 url=where,
                 status=resp.status_code,
             )
-        try:
-            who = json.loads(body)
-        except ValueError:
-            raise ConnectorError(
-                "answer is not JSON (truncated or an HTML error page?)", url=where
-            ) from None
+        who = json_answer(body, resp, url, "Jenkins")
         return {"version": f"Jenkins {version}", "user": who.get("id") or who.get("fullName")}
 
     def close(self) -> None:

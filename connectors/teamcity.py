@@ -53,7 +53,15 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors.session import date_header, get_capped, load_cursor, prepare, redact_url
+from connectors.session import (
+    date_header,
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    load_cursor,
+    prepare,
+    redact_url,
+)
 from connectors.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -207,16 +215,11 @@ class TeamCityConnector:
             on_request=self.on_request,
             system="TeamCity",
             limit=MAX_BODY,
+            spec=self.spec,
         )
         status = resp.status_code
-        if resp.is_redirect:
-            # Never followed: the credentials would go wherever it points.
-            raise ConnectorError(
-                f"HTTP {status} redirect to {redact_url(resp.headers.get('Location', '?'))}; set"
-                " url to the server's own address (https, context path included)",
-                url=where,
-                status=status,
-            )
+        if redirect := foreign_redirect(resp, self.base):
+            raise redirect  # never followed: the credentials would go wherever it points
         if status == 404:
             raise NotFound(f"not found (404){_error_text(body)}", url=where, status=404)
         if status in (401, 403):
@@ -228,15 +231,7 @@ class TeamCityConnector:
             raise ConnectorError(
                 f"HTTP {status} from TeamCity{_error_text(body)}", url=where, status=status
             )
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ConnectorError(
-                "answer is not JSON (is url the TeamCity server's address, context path included?)",
-                url=where,
-                status=status,
-            ) from None
-        return data, date_header(resp.headers.get("Date"))
+        return json_answer(body, resp, url, "TeamCity"), date_header(resp.headers.get("Date"))
 
     def _api(self, path: str, **params: str) -> tuple[Any, int | None]:
         return self._get(self.base + "app/rest/" + path, params or None)
@@ -477,11 +472,14 @@ class TeamCityConnector:
             mine = _int(cursor.cursor)
             lows = [f for _, f in rows] + ([mine] if mine is not None else [])
             low = (min(lows) if lows else now - FALLBACK_WINDOW) - OVERLAP
-            start_low = min([s for s, _ in rows] + [low - HORIZON]) - 1000
-            scope += (
-                f"finishDate:(date:{_tc_date(low)},condition:after),"
-                f"startDate:(date:{_tc_date(start_low)},condition:after),"
-            )
+            scope += f"finishDate:(date:{_tc_date(low)},condition:after),"
+            if job.changed is not None:
+                # The server cursor vouches for the rest: builds running for hours are
+                # tracked and named, so the walk may stop at the start bound.
+                start_low = min([s for s, _ in rows] + [low - HORIZON]) - 1000
+                scope += f"startDate:(date:{_tc_date(start_low)},condition:after),"
+            # Else no server cursor yet (a first poll, one lost): nothing tracked the
+            # long builds, so this configuration's walk goes as deep as `lookupLimit`.
         fields = BUILD_FIELDS + (STATS_FIELDS if self.spec.stages else "")
         checkpoint = now
         listed: set[int] = set()

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from poller import logs, wiring
+from poller import logs, network, wiring
 from poller.config import Server
 from poller.errors import ConfigError, SeiPollerError
 from poller.lock import DaemonLock
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     state = State(cfg.state_path)
     stop = threading.Event()
     metrics = wiring.metrics(cfg, state)
-    sender = Sender.from_config(cfg.sei)
+    sender = Sender.from_config(cfg.sei, cfg.sei_network)
     deliverer = wiring.deliverer(cfg, state, sender, stop, metrics)
     connectors = {s.name: wiring.connector(s, metrics) for s in cfg.servers}
     with wiring.signals(stop):
@@ -128,15 +128,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str, list[str]]] = [("config", "ok", [str(cfg.path)])]
     for server in cfg.servers:
         rows.append(_check_server(server, origin(server.config.type)))
-    sender = Sender.from_config(cfg.sei)
+    sender = Sender.from_config(cfg.sei, cfg.sei_network)
     outcome = sender.probe()
     sender.close()
     ok = outcome.kind == "sent"
+    detail = outcome.detail if not ok else "reachable, API key accepted"
     rows.append(
         (
             "sei",
             "ok" if ok else "FAILED",
-            [f"{cfg.sei.endpoint}: {outcome.detail if not ok else 'reachable, API key accepted'}"],
+            [f"{cfg.sei.endpoint}: {detail}", _route(cfg.sei_network)],
         )
     )
     width = max(len(r[0]) for r in rows)
@@ -152,6 +153,7 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
     """Reach the server, then say what it will poll: jobs matched, builds in the window."""
     from poller.scope import report, survey
 
+    route = _route(server.spec.network)
     try:
         connector = wiring.connector(server)
         try:
@@ -161,15 +163,26 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
         finally:
             connector.close()
     except SeiPollerError as exc:
-        return (server.name, "FAILED", [f"{server.config.url}: {exc}"])
+        return (server.name, "FAILED", [f"{server.config.url}: {exc}", route])
     except Exception as exc:
-        return (server.name, "FAILED", [f"{server.config.url}: {type(exc).__name__}: {exc}"])
+        return (
+            server.name,
+            "FAILED",
+            [f"{server.config.url}: {type(exc).__name__}: {exc}", route],
+        )
     status, lines = report(server, scope)
     head = (
         f"{info.get('version')} as {info.get('user')}, {len(jobs)} jobs "
         f"({server.config.type} ← {provider})"
     )
-    return (server.name, status, [head, *lines])
+    return (server.name, status, [head, *lines, route])
+
+
+def _route(ep: network.Endpoint | None) -> str:
+    """How requests go: `via direct; trusting the default CA bundle (certifi)`."""
+    if ep is None:
+        return "via direct; trusting the default CA bundle (certifi)"
+    return f"via {ep.route}; trusting {ep.trust}"
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -203,7 +216,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     cfg = wiring.config(args.config)
-    sender = Sender.from_config(cfg.sei)
+    sender = Sender.from_config(cfg.sei, cfg.sei_network)
     try:
         outcome, guid = sender.register(args.integration_id, args.name, args.type)
     finally:

@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from poller import network
 from poller.errors import ConfigError
 from poller.model import ServerSpec
 from poller.timeparse import parse_duration, parse_since
@@ -60,7 +61,9 @@ WHOLE_1_64 = "a whole number from 1 to 64"
 DURATION = 'a duration: seconds, or a string like "90s", "5m", "1h", "30d"'
 POSITIVE_DURATION = 'a duration above 0: seconds, or a string like "90s", "5m", "1h"'
 GLOBS = 'a glob or a list of globs over job full names, like ["team/**"]'
-VERIFY_TLS = "true, false, or the path of a CA bundle file"
+VERIFY_TLS = 'true, false, "system", or the path of a CA bundle file'
+PROXY = 'a proxy URL like "http://user:pass@proxy.example.com:3128", or "none" for direct'
+PEM_FILE = "the path of a PEM file in quotes"
 SINCE = '"all", an ISO date like "2025-01-01", or a duration back from now like "30d"'
 GUID = (
     'the SEI instance GUID that `sei-poller register` prints, like "666ba79b-3f3d-4236-'
@@ -123,8 +126,13 @@ def _check_since(value: Any) -> Any:
 
 def _check_verify(value: Any, info: ValidationInfo) -> bool | str:
     """A CA bundle path, relative to the config file like every other path in it."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value == "system":
         return value
+    return _check_file(value, info)
+
+
+def _check_file(value: Any, info: ValidationInfo) -> str:
+    """A readable file, relative to the config file's folder."""
     if not isinstance(value, str) or not value:
         raise _invalid()
     path = Path(value)
@@ -142,6 +150,16 @@ def _check_verify(value: Any, info: ValidationInfo) -> bool | str:
     return str(path)
 
 
+def _check_proxy(value: Any) -> Any:
+    if not isinstance(value, str) or value.strip().lower() == "none":
+        return value
+    if value.lower().startswith("socks"):
+        raise _invalid(" (SOCKS proxies are not supported: use an HTTP proxy)")
+    if not _HTTP_URL.match(value):
+        raise _invalid(" (not an http:// or https:// URL)")
+    return value
+
+
 def _check_url(value: Any) -> Any:
     if isinstance(value, str) and not _HTTP_URL.match(value):
         raise _invalid(" (not an http:// or https:// URL)")
@@ -156,6 +174,8 @@ DurationOrNever = Annotated[float | None, BeforeValidator(_duration_or_never)]
 Globs = Annotated[tuple[str, ...], BeforeValidator(_globs)]
 Since = Annotated[str | Any, BeforeValidator(_check_since)]
 VerifyTls = Annotated[bool | str, BeforeValidator(_check_verify)]
+PemFile = Annotated[str, BeforeValidator(_check_file)]
+Proxy = Annotated[str, BeforeValidator(_check_proxy)]
 Url = Annotated[str, BeforeValidator(_check_url)]
 
 
@@ -181,6 +201,9 @@ class SeiConfig(_Strict):
     adaptive: bool = Field(default=True, description="true or false")
     retry_window: Duration = Field(default=120.0, description=DURATION)
     verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
+    proxy: Proxy | None = Field(default=None, description=PROXY)
+    client_cert: PemFile | None = Field(default=None, description=PEM_FILE)
+    client_key: PemFile | None = Field(default=None, description=PEM_FILE)
 
     @field_validator("api_key")
     @classmethod
@@ -242,6 +265,9 @@ class ServerConfig(BaseModel):
     stages: bool = Field(default=True, description="true or false")
     project_name: str = Field(default="", description="text in quotes")
     verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
+    proxy: Proxy | None = Field(default=None, description=PROXY)
+    client_cert: PemFile | None = Field(default=None, description=PEM_FILE)
+    client_key: PemFile | None = Field(default=None, description=PEM_FILE)
     poll_interval: PositiveDuration = Field(default=60.0, description=POSITIVE_DURATION)
     backfill_since: Since = Field(default="30d", description=SINCE)
     timeout: PositiveDuration = Field(default=30.0, description=POSITIVE_DURATION)
@@ -305,6 +331,7 @@ class Config:
     metrics: MetricsConfig
     servers: tuple[Server, ...]
     secrets: frozenset[str]
+    sei_network: network.Endpoint
 
     def server(self, name: str) -> Server:
         for server in self.servers:
@@ -327,12 +354,34 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError("\n".join(_problems(exc, _Root, str(file)))) from None
     servers = _servers(root, file, errors, context, from_files)
-    if errors:
+    sei_network = _endpoint(root.sei.endpoint, root.sei, "sei", file, errors)
+    if errors or sei_network is None:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
-    secrets = _collect_secrets(root.sei, servers)
+    secrets = _collect_secrets(root.sei, servers, sei_network)
     _warn_literal_secrets(file, text)
     state_path = root.state.path if root.state.path.is_absolute() else file.parent / root.state.path
-    return Config(file, root.sei, state_path, root.metrics, servers, secrets)
+    return Config(file, root.sei, state_path, root.metrics, servers, secrets, sei_network)
+
+
+def _endpoint(
+    url: str, table: SeiConfig | ServerConfig, key: str, file: Path, errors: list[str]
+) -> network.Endpoint | None:
+    """The route and trust for one configured URL, or None with the problem in `errors`."""
+    if table.client_key and not table.client_cert:
+        errors.append(f"{file}: {key}.client_key: set client_cert too (the certificate it signs)")
+        return None
+    try:
+        return network.endpoint(
+            url,
+            proxy=table.proxy,
+            verify_tls=table.verify_tls,
+            client_cert=table.client_cert,
+            client_key=table.client_key,
+            key=key,
+        )
+    except network.NetworkConfigError as exc:
+        errors.append(f"{file}: {key}.{exc.key}: {exc}")
+        return None
 
 
 def _read_toml(file: Path) -> tuple[dict[str, Any], str]:
@@ -476,11 +525,13 @@ def _servers(
                 )
             )
             continue
-        out.append(Server(common, _spec(common, settings)))
+        ep = _endpoint(common.url, common, label, file, errors)
+        if ep is not None:
+            out.append(Server(common, _spec(common, settings, ep)))
     return tuple(out)
 
 
-def _spec(common: ServerConfig, settings: Any) -> ServerSpec:
+def _spec(common: ServerConfig, settings: Any, ep: network.Endpoint) -> ServerSpec:
     return ServerSpec(
         name=common.name,
         type=common.type,
@@ -493,6 +544,7 @@ def _spec(common: ServerConfig, settings: Any) -> ServerSpec:
         max_concurrency=common.max_concurrency,
         requests_per_second=common.requests_per_second,
         settings=settings,
+        network=ep,
     )
 
 
@@ -656,9 +708,12 @@ def _kind(value: Any) -> str:
 # -- secrets ------------------------------------------------------------------------------
 
 
-def _collect_secrets(sei: SeiConfig, servers: tuple[Server, ...]) -> frozenset[str]:
+def _collect_secrets(
+    sei: SeiConfig, servers: tuple[Server, ...], sei_network: network.Endpoint
+) -> frozenset[str]:
     """Every secret value, so the log redactor needs no hand-kept list of field names."""
     found = {sei.api_key.get_secret_value()}
+    found.update(network.proxy_secrets([sei_network, *(s.spec.network for s in servers)]))
     for server in servers:
         settings = server.spec.settings
         for name in type(settings).model_fields if settings is not None else ():

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import structlog
 
 from poller import aimd
-from poller.sei import Outcome, Sender, next_delay
+from poller.sei import HALTS, Outcome, Sender, next_delay
 from poller.state import Item, State
 
 log = structlog.get_logger()
-AUTH_PAUSE = 60.0
+AUTH_PAUSE = 60.0  # after a halt (key refused, TLS, not SEI), the daemon waits this long
 # On SIGTERM, POSTs in flight get this long to finish (systemd is told to wait 20 s, the spec
 # 10 s); one that SEI holds longer is abandoned and, still pending, sent again next start.
-STOP_GRACE = 6.0  # after SEI refused the key, the daemon waits this long before trying again
+STOP_GRACE = 6.0
 
 
 @dataclass
@@ -31,13 +31,15 @@ class Report:
     sent: int = 0
     retried: int = 0
     dead: int = 0
-    auth_failed: bool = False
+    # Why delivery stopped for the cycle (`sei.HALTS`: the key, a certificate, not SEI
+    # answering), in one line; None: it did not.
+    halted: str | None = None
 
     def add(self, other: Report) -> None:
         self.sent += other.sent
         self.retried += other.retried
         self.dead += other.dead
-        self.auth_failed |= other.auth_failed
+        self.halted = self.halted or other.halted
 
 
 class Deliverer:
@@ -90,7 +92,7 @@ class Deliverer:
         ends = None if budget is None else time.monotonic() + budget
         while True:
             halted = (
-                report.auth_failed
+                report.halted is not None
                 or self.stop.is_set()
                 or time.time() < self.paused_until
                 or (ends is not None and time.monotonic() > ends)
@@ -171,15 +173,14 @@ class Deliverer:
                 detail=outcome.detail,
                 **ctx,
             )
-        elif outcome.kind == "auth":
+        elif outcome.kind in HALTS:
             self.state.retry_later(item.id, 0.0, outcome.detail)
-            if not report.auth_failed:
+            if report.halted is None:
+                report.halted = _halt_line(outcome)
                 log.error(
-                    f"SEI refused the API key (HTTP {outcome.status}); delivery stopped for "
-                    "this cycle, everything stays pending",
+                    report.halted + "; delivery stopped for this cycle, everything stays pending",
                     status=outcome.status,
                 )
-            report.auth_failed = True
         else:
             delay = next_delay(item.attempts + 1, outcome.retry_after)
             self.state.retry_later(item.id, delay, outcome.detail)
@@ -204,7 +205,7 @@ class Deliverer:
             total.add(rep)
             if rep.sent:
                 last_progress = time.time()
-            if rep.auth_failed:
+            if rep.halted:
                 return total
             nxt = self.state.next_due_at()
             if nxt is None:
@@ -226,3 +227,9 @@ class Deliverer:
             wake = min(max(nxt, self.paused_until), give_up)
             self.stop.wait(max(0.0, wake - time.time()))
         return total
+
+
+def _halt_line(outcome: Outcome) -> str:
+    if outcome.kind == "auth":
+        return f"SEI refused the API key (HTTP {outcome.status})"
+    return outcome.detail

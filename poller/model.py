@@ -7,7 +7,10 @@ SQLite, so a third-party connector depends on this module alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from poller.network import Endpoint
 
 # Jenkins' own result vocabulary: SEI stores `result` verbatim and DORA filters match it
 # exactly, so every connector maps onto these five strings.
@@ -33,6 +36,9 @@ class ServerSpec:
     max_concurrency: int = 4
     requests_per_second: float | None = None
     settings: Any = None
+    # Where requests to `url` go and whom they trust (`poller.network`): every connector's
+    # session is prepared from it (`connectors.session.prepare`). None: direct, default trust.
+    network: Endpoint | None = None
 
 
 @dataclass(frozen=True)

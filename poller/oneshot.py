@@ -113,7 +113,7 @@ def collect_and_deliver(opts: RunOptions) -> int:
         if metrics is not None:
             metrics.outcome(item, outcome)
 
-    sender = Sender.from_config(cfg.sei)
+    sender = Sender.from_config(cfg.sei, cfg.sei_network)
     deliverer = wiring.deliverer(cfg, state, sender, stop, metrics, observe)
     try:
         with wiring.signals(stop):
@@ -163,7 +163,7 @@ def _poll_while_delivering(
         while collecting.is_set() and not stop.is_set():
             rep = deliverer.pass_once()
             delivered.add(rep)
-            if rep.auth_failed:
+            if rep.halted:
                 return
             if not rep.sent:
                 time.sleep(0.1)
@@ -194,7 +194,7 @@ def _poll_while_delivering(
             t.join(0.2)
     collecting.clear()
     courier.join()
-    if delivered.auth_failed or stop.is_set():
+    if delivered.halted or stop.is_set():
         return results, delivered
     delivered.add(deliverer.drain(cfg.sei.retry_window))
     return results, delivered
@@ -217,7 +217,7 @@ def _summarize(
     )
     if stop.is_set():
         log.warning("interrupted; run again to resume where this run stopped")
-    if failed or report.dead or report.auth_failed or ours or stop.is_set():
+    if failed or report.dead or report.halted or ours or stop.is_set():
         return FAILED
     return OK
 

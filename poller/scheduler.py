@@ -118,7 +118,7 @@ class Daemon:
             if ping_every and time.monotonic() - last_ping >= ping_every and self.healthy():
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
-            if report.auth_failed:
+            if report.halted:
                 self.stop.wait(AUTH_PAUSE)
                 continue
             nxt = self.state.next_due_at()

@@ -16,10 +16,8 @@ from typing import Any
 
 import requests
 import urllib3
-from certifi import where
-from requests.adapters import HTTPAdapter
 
-from poller import __version__
+from poller import __version__, network
 
 # Backoff for retryable answers: 2 s doubling to 5 min, with jitter so that many pollers
 # recovering from one SEI outage do not knock together.
@@ -29,11 +27,17 @@ BACKOFF_MAX = 300.0
 RETRY_AFTER_MAX = 3600.0
 RETRYABLE = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 AUTH_REFUSED = frozenset({401, 403})
+# Answers that stop delivery for the cycle, everything left pending: the operator's to fix
+# (the key, a certificate, a login page or proxy in front of SEI), not SEI's to recover from,
+# so retrying each payload would only repeat the same failure hundreds of times.
+HALTS = frozenset({"auth", "tls", "not_sei"})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """`sent`, `retry` (try again after `retry_after` if given), `dead` (never will), `auth`."""
+    """`sent`, `retry` (try again after `retry_after` if given), `dead` (never will), or a
+    halt (`HALTS`): `auth` (key refused), `tls` (certificate), `not_sei` (someone else
+    answered: a login page, a portal, a redirect)."""
 
     kind: str
     status: int | None = None
@@ -42,20 +46,46 @@ class Outcome:
     seconds: float = 0.0
 
 
-def classify(status: int, headers: dict[str, str] | Any, body: str) -> Outcome:
-    """SEI's answer → what to do with the payload. Pure, so every branch is unit-tested."""
+def classify(status: int, headers: dict[str, str] | Any, body: str, url: str = "SEI") -> Outcome:
+    """SEI's answer → what to do with the payload. Pure, so every branch is unit-tested.
+
+    SEI accepts with `202` and a JSON body; a `2xx` that is not JSON comes from something in
+    front of SEI (a login page, a captive portal), so it is no acceptance.
+    """
+    ctype = headers.get("Content-Type")
+    raw = body.encode()
     if 200 <= status < 300:
-        return Outcome("sent", status)
-    detail = f"HTTP {status}: {body.strip()[:500]}"
+        if _is_json(body) and not network.looks_like_html(raw, ctype):
+            return Outcome("sent", status)
+        return Outcome("not_sei", status, network.not_json(url, status, ctype, raw, "SEI"))
+    if network.looks_like_html(raw, ctype):
+        title = network.page_title(raw)
+        detail = f"HTTP {status}: an HTML page" + (f" titled {title!r}" if title else "")
+    else:
+        detail = f"HTTP {status}: {body.strip()[:500]}"
     if status in AUTH_REFUSED:
         return Outcome("auth", status, detail)
     if 300 <= status < 400:
-        # A redirect means a wrong `sei.url`, not a bad payload: keep it pending, say where.
-        where = headers.get("Location", "?")
-        return Outcome("retry", status, f"HTTP {status} redirect to {where}: check sei.url")
+        # A wrong `sei.url`, or a login page in front of SEI: not a bad payload, and not
+        # something retrying fixes. Say where it pointed; everything stays pending.
+        where = network.redact(headers.get("Location", "?"))
+        return Outcome(
+            "not_sei",
+            status,
+            f"{network.redact(url)} redirected (HTTP {status}) to {where}:"
+            " check [sei] url and proxy; nothing was marked sent",
+        )
     if status in RETRYABLE:
         return Outcome("retry", status, detail, parse_retry_after(headers.get("Retry-After")))
     return Outcome("dead", status, detail)
+
+
+def _is_json(body: str) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -96,24 +126,28 @@ class Sender:
         connect_timeout: float = 10.0,
         concurrency: int = 2,
         verify_tls: bool | str = True,
+        net: network.Endpoint | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.net = net or network.endpoint(endpoint, verify_tls=verify_tls, key="sei")
         self._timeout = (connect_timeout, timeout)
         # The hot path, one POST per build, goes through urllib3 directly: it is what
         # requests runs on, and skipping requests' per-request machinery (hooks, cookie
         # jar, environment merging, adapters) halves the CPU each POST costs. `register`,
-        # rare, keeps the friendlier requests session.
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
+        # rare, keeps the friendlier requests session. Both go the endpoint's way (its
+        # proxy, by CONNECT for https) trusting what it trusts, with pooled connections.
+        self._pool = self.net.pool(
             maxsize=max(concurrency, 1) + 1,
-            retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
-            **_tls(verify_tls),
         )
         self._session = requests.Session()
-        self._session.verify = verify_tls
         self._session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(concurrency, 1) + 1)
+        self._session.verify = self.net.verify
+        if self.net.proxy:
+            self._session.proxies = {"http": self.net.proxy, "https": self.net.proxy}
+        adapter = network.EndpointAdapter(
+            self.net, pool_connections=1, pool_maxsize=max(concurrency, 1) + 1
+        )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._headers = {
@@ -130,7 +164,7 @@ class Sender:
         return float(sum(self._timeout))
 
     @classmethod
-    def from_config(cls, sei: Any) -> Sender:
+    def from_config(cls, sei: Any, net: network.Endpoint | None = None) -> Sender:
         return cls(
             sei.endpoint,
             sei.api_key.get_secret_value(),
@@ -138,6 +172,7 @@ class Sender:
             connect_timeout=sei.connect_timeout,
             concurrency=sei.concurrency,
             verify_tls=sei.verify_tls,
+            net=net,
         )
 
     def post(self, body: str | bytes) -> Outcome:
@@ -159,11 +194,16 @@ class Sender:
             return Outcome("retry", None, f"connection failed: {_reason(exc)}")
         except urllib3.exceptions.TimeoutError:
             return Outcome("retry", None, "timed out")
-        except urllib3.exceptions.SSLError as exc:
-            return Outcome("retry", None, f"TLS error: {type(exc.__cause__ or exc).__name__}")
         except urllib3.exceptions.HTTPError as exc:
+            if network.is_tls_failure(exc):
+                return Outcome("tls", None, network.tls_problem(exc, self.net, self.endpoint))
+            if isinstance(exc, urllib3.exceptions.ProxyError):
+                return Outcome(
+                    "retry", None, f"the proxy failed ({self.net.route}): {_reason(exc)}"
+                )
             return Outcome("retry", None, f"connection failed: {_reason(exc)}")
-        return classify(resp.status, resp.headers, resp.data.decode("utf-8", "replace"))
+        body_text = resp.data.decode("utf-8", "replace")
+        return classify(resp.status, resp.headers, body_text, self.endpoint)
 
     def probe(self) -> Outcome:
         """Prove the endpoint is reachable and the key accepted without storing anything.
@@ -171,7 +211,7 @@ class Sender:
         SEI answers 400 to `{}` (required fields missing) once the key passed, 401/403 if not.
         """
         outcome = self.post(b"{}")
-        if outcome.status == 400:
+        if outcome.status == 400 and outcome.kind == "dead":
             return Outcome("sent", 400, "endpoint reachable, API key accepted")
         if outcome.kind == "sent":
             return Outcome("sent", outcome.status, "endpoint reachable, API key accepted")
@@ -181,10 +221,14 @@ class Sender:
         """Create a CI/CD instance in SEI; returns the GUID its answer holds."""
         body = json.dumps({"integration_id": integration_id, "name": name, "type": type_})
         try:
-            resp = self._session.post(self.endpoint, data=body.encode(), timeout=self._timeout)
+            resp = self._session.post(
+                self.endpoint, data=body.encode(), timeout=self._timeout, allow_redirects=False
+            )
         except requests.RequestException as exc:
+            if network.is_tls_failure(exc):
+                return Outcome("tls", None, network.tls_problem(exc, self.net, self.endpoint)), None
             return Outcome("retry", None, f"connection failed: {type(exc).__name__}"), None
-        outcome = classify(resp.status_code, resp.headers, resp.text)
+        outcome = classify(resp.status_code, resp.headers, resp.text, self.endpoint)
         if outcome.kind != "sent":
             return outcome, None
         return outcome, guid_from(resp.text)
@@ -192,16 +236,6 @@ class Sender:
     def close(self) -> None:
         self._pool.clear()
         self._session.close()
-
-
-def _tls(verify: bool | str) -> dict[str, Any]:
-    """`verify_tls` as urllib3 wants it: the same CA bundle requests would use by default."""
-    if verify is False:
-        return {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-    return {
-        "cert_reqs": "CERT_REQUIRED",
-        "ca_certs": verify if isinstance(verify, str) else where(),
-    }
 
 
 def _reason(exc: Exception) -> str:

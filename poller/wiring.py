@@ -30,6 +30,14 @@ def config(path: str | None) -> Config:
     """Load the config and teach the log redactor its secrets before anything can log."""
     cfg = load(path)
     logs.REDACTOR.update(cfg.secrets)
+    for name, ep in [("sei", cfg.sei_network), *((s.name, s.spec.network) for s in cfg.servers)]:
+        if ep is not None and not ep.verify:
+            log.warning(
+                "verify_tls = false: certificates are not checked, anyone on the path can"
+                " read and change this traffic",
+                server=name,
+                url=ep.url,
+            )
     return cfg
 
 

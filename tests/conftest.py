@@ -15,11 +15,28 @@ from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
 
+# What routes and trusts requests (`poller.network`): the host's settings stay out of tests,
+# and the tests that need one set it.
+NETWORK_ENV = (
+    *(f"{p}_proxy" for p in ("http", "https", "all", "no")),
+    *(f"{p}_PROXY" for p in ("HTTP", "HTTPS", "ALL", "NO")),
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
 
 @pytest.fixture(autouse=True)
 def _quiet_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     logs.configure("info", "json")
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_host_network_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in NETWORK_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @contextlib.contextmanager
@@ -47,6 +64,7 @@ def write_config(
     api_key: str = "sei-secret-key",
     extra: str = "",
     state: str = "state.db",
+    sei: dict[str, Any] | None = None,
 ) -> Path:
     """A config file like an operator writes it, from simple server dicts."""
     blocks = []
@@ -55,6 +73,7 @@ def write_config(
         for k, v in s.items():
             lines.append(f"{k} = {_toml(v)}")
         blocks.append("\n".join(lines))
+    sei_lines = "\n        ".join(f"{k} = {_toml(v)}" for k, v in (sei or {}).items())
     text = (
         textwrap.dedent(f"""
         [sei]
@@ -62,6 +81,7 @@ def write_config(
         api_key = "{api_key}"
         concurrency = 4
         retry_window = "5s"
+        {sei_lines}
 
         [state]
         path = "{state}"

@@ -636,7 +636,7 @@ def test_redirects_are_refused_not_followed(httpserver: HTTPServer) -> None:
     )
     for conn in _connector(httpserver):
         with pytest.raises(
-            ConnectorError, match=re.escape("redirect to https://elsewhere.example")
+            ConnectorError, match=re.escape("redirected to another host, elsewhere.example (from")
         ):
             list(conn.discover())
 
@@ -659,7 +659,9 @@ def test_bad_query_names_buildbots_reason(httpserver: HTTPServer) -> None:
 def test_unreachable_master() -> None:
     spec = ServerSpec(name="bb", type="buildbot", url="http://127.0.0.1:9/", timeout=2)
     conn = BuildbotConnector(spec)
-    with pytest.raises(ConnectorError, match="request failed"):
+    with pytest.raises(
+        ConnectorError, match=re.escape("cannot reach 127.0.0.1:9: connection refused")
+    ):
         list(conn.discover())
     conn.close()
 

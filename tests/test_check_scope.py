@@ -40,7 +40,12 @@ def _server_lines(out: str) -> list[str]:
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("jenkins-main"))
     block = [lines[start]]
-    block += [line for line in lines[start + 1 :] if line.startswith(" ")]
+    for line in lines[start + 1 :]:
+        if not line.startswith(" "):
+            break
+        block.append(line)
+    route = block.pop(next(i for i, line in enumerate(block) if line.strip().startswith("via ")))
+    assert route.strip() == "via direct; trusting the default CA bundle (certifi)"
     return [line[len("jenkins-main") :].strip() for line in block]
 
 
@@ -175,6 +180,8 @@ def test_check_on_buildbot_counts_through_scan(
         'polls 4 of 5 jobs (include ["*"], exclude ["fail"])',
         'backfill_since "all" (all history): 8 builds (counted exactly, reading up to 100 '
         "builds per job)",
+        "via direct; trusting the default CA bundle (certifi)",  # the server's route
+        "via direct; trusting the default CA bundle (certifi)",  # SEI's
     ]
     # no build's steps or changes were fetched: the scan was asked for nothing
     assert not [p for p in master.paths if "/steps" in p or "/changes" in p]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 from poller import config
 from poller.cli import main
@@ -227,16 +228,18 @@ MISTAKES = [
     # TLS
     (
         _sei("verify_tls = 5"),
-        "sei.verify_tls: expected true, false, or the path of a CA bundle file, got 5",
+        'sei.verify_tls: expected true, false, "system", or the path of a CA bundle file, got 5',
     ),
     (
         _server('verify_tls = "/no/such/ca.pem"'),
-        "servers[0] (main).verify_tls: expected true, false, or the path of a CA bundle file, got"
+        'servers[0] (main).verify_tls: expected true, false, "system", or the path of a CA bundle'
+        " file, got"
         ' "/no/such/ca.pem" (no such file: /no/such/ca.pem)',
     ),
     (
         _server('verify_tls = "certs"'),
-        "servers[0] (main).verify_tls: expected true, false, or the path of a CA bundle file, got"
+        'servers[0] (main).verify_tls: expected true, false, "system", or the path of a CA bundle'
+        " file, got"
         ' "certs" (no such file: {dir}/certs)',
     ),
     # paths, addresses, tables
@@ -466,9 +469,20 @@ def test_a_single_glob_is_a_list_of_one(cfgdir: Path) -> None:
 
 
 def test_a_relative_ca_bundle_is_relative_to_the_config_file(cfgdir: Path) -> None:
-    (cfgdir / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(cfgdir / "ca.pem"))
     cfg = config.load(_write(cfgdir, _server('verify_tls = "ca.pem"')(GOOD)))
     assert cfg.servers[0].spec.verify_tls == str(cfgdir / "ca.pem")
+    assert cfg.servers[0].spec.network.trust == f"CA bundle {cfgdir / 'ca.pem'} (verify_tls)"
+
+
+def test_a_file_that_is_no_ca_bundle_exits_2(cfgdir: Path, capsys) -> None:
+    (cfgdir / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = _write(cfgdir, _server('verify_tls = "ca.pem"')(GOOD))
+    assert main(["-c", str(path), "status"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"sei-poller: {path}: servers[0] (main).verify_tls: {cfgdir / 'ca.pem'} holds no"
+        " certificate in PEM form (-----BEGIN CERTIFICATE-----)"
+    ]
 
 
 def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -65,13 +65,13 @@ def test_refused_key_stops_the_cycle_and_keeps_everything(tmp_path: Path, sei: F
     state, deliverer = _setup(tmp_path, sei, 20)
     sei.refuse_key(True)
     report = deliverer.pass_once()
-    assert report.auth_failed
+    assert report.halted
     assert len(sei.attempts) <= 4  # the in-flight few, then it stopped
     assert state.counts() == {"pending": 20, "sent": 0, "dead": 0}
     sei.refuse_key(False)
     report = deliverer.drain(retry_window=10)
     deliverer.close()
-    assert report.dead == 0 and not report.auth_failed
+    assert report.dead == 0 and report.halted is None
     assert state.counts() == {"pending": 0, "sent": 20, "dead": 0}
 
 
@@ -90,6 +90,6 @@ def test_unreachable_sei_leaves_everything_pending(tmp_path: Path) -> None:
 
 def test_wrong_key_is_rejected_by_headers(tmp_path: Path, sei: FakeSei) -> None:
     state, deliverer = _setup(tmp_path, sei, 1, key="wrong")
-    assert deliverer.pass_once().auth_failed
+    assert deliverer.pass_once().halted
     deliverer.close()
     assert state.counts()["dead"] == 0

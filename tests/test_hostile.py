@@ -101,4 +101,5 @@ def test_tls_error_is_reported(tmp_path: Path, good, httpserver: HTTPServer, cap
     httpserver.expect_request("/api/json").respond_with_json({"jobs": []})
     assert _run(tmp_path, sei, jenkins, httpserver.url_for("/").replace("http:", "https:")) == 1
     assert len(sei.keys()) == 1
-    assert "TLS error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "TLS: " in err and "does not speak TLS on that port" in err

@@ -24,7 +24,26 @@ from poller.sei import BACKOFF_MAX, classify, guid_from, next_delay, parse_retry
     ],
 )
 def test_classify(status: int, kind: str) -> None:
-    assert classify(status, {}, "body").kind == kind
+    body = '{"response_type": "accepted", "payload": "ok"}' if status < 300 else "body"
+    assert classify(status, {}, body).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body"),
+    [
+        (200, {"Content-Type": "text/html"}, "<html><title>Sign in</title></html>"),
+        (200, {}, "<!DOCTYPE html><html><head><title>Portal</title>"),
+        (202, {}, ""),
+        (204, {}, ""),
+        (302, {"Location": "https://sso.example.com/login"}, ""),
+    ],
+)
+def test_what_is_not_seis_acceptance_halts_delivery(
+    status: int, headers: dict[str, str], body: str
+) -> None:
+    """SEI accepts with JSON; a page, an empty answer or a redirect is someone else."""
+    outcome = classify(status, headers, body, "https://app.harness.io/sei/api/v1/custom-cicd")
+    assert outcome.kind == "not_sei"
 
 
 def test_retry_after_honoured_and_capped() -> None:

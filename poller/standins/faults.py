@@ -24,9 +24,18 @@ import threading
 from dataclasses import dataclass, field
 
 
+def login_page(title: str = "Sign in - Example Corp SSO") -> bytes:
+    """What a single-sign-on proxy answers in place of an API: a form, not JSON."""
+    return (
+        "<!DOCTYPE html><html><head><title>" + title + "</title></head><body>"
+        '<form method="post" action="/login"><input name="username"><input name="password"'
+        ' type="password"><button>Sign in</button></form></body></html>'
+    ).encode()
+
+
 @dataclass
 class _Fault:
-    kind: str  # fail | break | flaky | delay | hang | reset
+    kind: str  # fail | break | flaky | delay | hang | reset | page
     pattern: str
     left: int | None = None  # requests it still fires on; None: every one
     status: int = 500
@@ -34,6 +43,8 @@ class _Fault:
     rate: float = 0.0
     rng: random.Random | None = None
     query: str | None = None  # also match the raw query string (one page of a listing)
+    body: bytes = b""  # a page's HTML
+    headers: tuple[tuple[str, str], ...] = ()  # a page's headers (a redirect's Location)
     rx: re.Pattern[str] = field(init=False)
     qx: re.Pattern[str] | None = field(init=False)
 
@@ -111,6 +122,21 @@ class Faults:
         """Reset the connection mid-answer: headers and half the body, then a TCP RST."""
         self._add(_Fault("reset", path_regex, left=times))
 
+    def page(
+        self,
+        path_regex: str,
+        status: int = 200,
+        body: bytes | None = None,
+        location: str | None = None,
+    ) -> None:
+        """Answer matching requests with an HTML page (a login page by default), as a
+        single-sign-on proxy or captive portal in front of the server does; `location`
+        makes it a redirect to there."""
+        headers = (("Location", location),) if location else ()
+        self._add(
+            _Fault("page", path_regex, status=status, body=body or login_page(), headers=headers)
+        )
+
     # -- removing --------------------------------------------------------------------------
     def heal(self, path_regex: str) -> int:
         """Remove every fault added with exactly this ``path_regex``; returns how many."""
@@ -131,6 +157,14 @@ class Faults:
                 if f.kind == "hang" and f.matches(path):
                     f.spend()
                     return f.seconds
+        return None
+
+    def page_for(self, path: str) -> tuple[int, bytes, list[tuple[str, str]]] | None:
+        """(status, HTML, headers) when a page answers for the server at ``path``."""
+        with self._lock:
+            for f in self._faults:
+                if f.kind == "page" and f.matches(path):
+                    return f.status, f.body, list(f.headers)
         return None
 
     def pause(self, path: str) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, unquote
 
 from .faults import Faults
+from .tls import TLSServer
 
 
 class Recorded(NamedTuple):
@@ -44,7 +46,12 @@ class Standin:
     #: The serving thread is named ``f"{thread_prefix}-{url}"``.
     thread_prefix = "fake-standin"
 
-    def __init__(self, context_path: str, handler: type[StandinHandler]) -> None:
+    def __init__(
+        self,
+        context_path: str,
+        handler: type[StandinHandler],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         stripped = context_path.strip("/")
         self.context_path = f"/{stripped}" if stripped else ""
         self._lock = threading.RLock()
@@ -53,9 +60,16 @@ class Standin:
         self.faults = Faults()
         self.requests: list[Recorded] = []
         self._httpd = StandinServer(self, handler)
+        self._httpd.tls = tls
         port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{port}{self.context_path}/"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}{self.context_path}/"
         self._thread: threading.Thread | None = None
+
+    @property
+    def handshake_failures(self) -> int:
+        """TLS handshakes that failed (an untrusted certificate, a missing client one)."""
+        return self._httpd.handshake_failures
 
     def start(self) -> Self:
         """Serve in a daemon thread; returns self so ``fake = FakeX().start()`` reads well."""
@@ -94,7 +108,7 @@ class Standin:
             self.requests.clear()
 
 
-class StandinServer(ThreadingHTTPServer):
+class StandinServer(TLSServer, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -131,7 +145,9 @@ class StandinServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-answer (timeout tests do) is not an error worth printing."""
+        """A client that hung up mid-answer (timeout tests do) is not an error worth printing;
+        a failed TLS handshake is counted (`TLSServer`)."""
+        super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
         with self.conns_lock:
@@ -182,6 +198,18 @@ class StandinHandler(BaseHTTPRequestHandler):
         """Headers on every answer, after Content-Type and Content-Length."""
         return []
 
+    def _send(self, method: str, status: int, html: bytes, headers: list[tuple[str, str]]) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html;charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            for k, v in headers:
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(b"" if method == "HEAD" else html)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     # -- the shared flow -------------------------------------------------------------------
     def serve(self, method: str) -> None:
         fake = self.server.standin
@@ -194,6 +222,12 @@ class StandinHandler(BaseHTTPRequestHandler):
             fake._record(Recorded(method, path, query, 0, raw_query, 0, "hang"))
             fake._stopping.wait(hang)
             self.close_connection = True  # no answer at all: the connection just closes
+            return
+        page = fake.faults.page_for(path)
+        if page is not None:  # something else answers: a login page, a redirect to one
+            status, html, headers = page
+            fake._record(Recorded(method, path, query, status, raw_query, len(html), "page"))
+            self._send(method, status, html, headers)
             return
         pause = fake.faults.pause(path)
         fault = "delay" if pause else ""

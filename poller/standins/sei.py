@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from .tls import TLSServer
 
 __all__ = ["BASE_PATH", "DROP", "REQUIRED_FIELDS", "FakeSei", "main"]
 
@@ -65,7 +68,7 @@ def _build_number(payload: dict[str, Any]) -> int:
         return 0
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(TLSServer, ThreadingHTTPServer):
     """ThreadingHTTPServer that never blocks shutdown on idle keep-alive connections."""
 
     daemon_threads = True
@@ -176,6 +179,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
+        if fake.portal is not None:  # the POST never reaches SEI
+            status, html, headers = fake.portal
+            fake._record(status, None)
+            self._send(status, html, "text/html;charset=utf-8", dict(headers))
+            return
         if not fake._enter():
             # A gateway over its in-flight limit refuses at once, before any work.
             fake._record(429, body)
@@ -217,7 +225,12 @@ class FakeSei:
         host: str = "127.0.0.1",
         port: int = 0,
         base_path: str = BASE_PATH,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls
+        self.portal: tuple[int, bytes, list[tuple[str, str]]] | None = None
+        """Something else answers every POST (a login page, a captive portal): (status,
+        HTML, headers); nothing is accepted while it is set."""
         self.api_key = api_key
         self.latency = latency
         """Seconds slept before answering each POST; may be changed while running."""
@@ -251,6 +264,7 @@ class FakeSei:
         if self._server is not None:
             return self
         self._server = _Server((self._host, self._port), self)
+        self._server.tls = self.tls
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -294,12 +308,20 @@ class FakeSei:
     @property
     def base_url(self) -> str:
         """What goes in `[sei] url` minus the endpoint, e.g. http://127.0.0.1:PORT/gratis/sei/api."""
-        return f"http://{self._host}:{self.port}{self._base_path}"
+        return f"{self._scheme}://{self._host}:{self.port}{self._base_path}"
 
     @property
     def url(self) -> str:
         """The full endpoint, as `[sei] url` takes it."""
-        return f"http://{self._host}:{self.port}{self._endpoint_path}"
+        return f"{self._scheme}://{self._host}:{self.port}{self._endpoint_path}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
+    def handshake_failures(self) -> int:
+        return self._server.handshake_failures if self._server is not None else 0
 
     # -- controls ------------------------------------------------------------------------
 

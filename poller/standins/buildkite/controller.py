@@ -7,6 +7,7 @@ import hmac
 import itertools
 import json
 import math
+import ssl
 import threading
 import time
 import uuid
@@ -63,13 +64,14 @@ class FakeBuildkite(Standin):
         self,
         *,
         org: str = "acme",
-        token: str = "bk-secret-token",  # noqa: S107 - a test double's well-known token
+        token: str = "bk-secret-token",
         scopes: tuple[str, ...] = ALL_SCOPES,
         limit: int = 200,
         window: float = 60.0,
         max_page: int = 50,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__("", _Handler)
+        super().__init__("", _Handler, tls)
         self.org, self.token, self.scopes = org, token, scopes
         self.limit, self.window, self.max_page = limit, window, max_page
         self.api = f"{self.url}v2/"

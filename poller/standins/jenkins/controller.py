@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import ssl
 import time
 from typing import Any, NamedTuple
 
@@ -41,11 +42,12 @@ class FakeJenkins(Standin):
         *,
         context_path: str = "",
         username: str = "sei-bot",
-        token: str = "jenkins-secret-token",  # noqa: S107 - a test double's well-known token
+        token: str = "jenkins-secret-token",
         require_auth: bool = True,
         version: str = "2.440.3",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(context_path, _Handler)
+        super().__init__(context_path, _Handler, tls)
         self.username = username
         self.token = token
         self.require_auth = require_auth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 import time
 from typing import Any
 
@@ -35,16 +36,17 @@ class FakeTeamCity(Standin):
         self,
         *,
         context_path: str = "",
-        token: str = "tc-secret-token",  # noqa: S107 - a test double's well-known token
+        token: str = "tc-secret-token",
         username: str = "sei-bot",
-        password: str = "tc-secret-password",  # noqa: S107
+        password: str = "tc-secret-password",
         version: str = "2023.11.1 (build 147412)",
         tz: str = "+0000",
         default_lookup_limit: int = 5000,
         settings_permission: bool = True,
         lookup_limit_next_href: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(context_path, _Handler)
+        super().__init__(context_path, _Handler, tls)
         self.token, self.username, self.password = token, username, password
         self.version, self.tz = version, tz
         self.default_lookup_limit = default_lookup_limit
