@@ -21,9 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from connectors.buildkite.standin import FakeBuildkite, now_ms
 from poller import logs
 from poller.cli import main
-from poller.standins.buildkite import FakeBuildkite, now_ms
 from poller.standins.sei import FakeSei
 
 DAY = 86_400_000

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import requests
 
+from connectors.jenkins.standin import FakeJenkins, seed_bulk
 from poller import logs
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins, seed_bulk
 from poller.standins.sei import FakeSei
 
 VARIANTS = (

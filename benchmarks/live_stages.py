@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from connectors.jenkins import JenkinsConnector
+from connectors.jenkins.connector import JenkinsConnector
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import GUID
+from tests.connectors.jenkins.env import GUID
 
 JOBS, FIRST, NEW = 20, 5, 3
 

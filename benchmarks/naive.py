@@ -132,7 +132,7 @@ def naive(args: argparse.Namespace, post: bool) -> dict[str, Any]:
 def pages(args: argparse.Namespace) -> dict[str, Any]:
     import requests
 
-    from connectors.jenkins import BUILD_FIELDS, JOB_TREE, PAGE
+    from connectors.jenkins.connector import BUILD_FIELDS, JOB_TREE, PAGE
 
     session = requests.Session()
     session.auth = (args.user, args.token)

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from poller.standins.jenkins import FakeJenkins, seed_bulk
+from connectors.jenkins.standin import FakeJenkins, seed_bulk
 from poller.standins.sei import FakeSei
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 
 from poller import logs
+from tests.connectors.buildkite.test_invariants import Buildkite
+from tests.connectors.jenkins.test_invariants import Jenkins
+from tests.connectors.teamcity.test_invariants import TeamCity
 from tests.invariants import Ci, play
-from tests.test_invariants_buildkite import Buildkite
-from tests.test_invariants_jenkins import Jenkins
-from tests.test_invariants_teamcity import TeamCity
 
 
 @contextlib.contextmanager
 def _buildbot() -> Iterator[Callable[[int], Ci]]:
-    from tests import buildbot_harness as harness
-    from tests.test_invariants_buildbot import Buildbot
+    from connectors.buildbot import standin as harness
+    from tests.connectors.buildbot.test_invariants import Buildbot
 
     with tempfile.TemporaryDirectory() as tmp:
         bb = harness.Buildbot(harness.ensure_installed(), Path(tmp)).start()

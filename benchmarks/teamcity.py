@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from connectors.teamcity.standin import FakeTeamCity, now_ms, seed_bulk
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
-from poller.standins.teamcity import FakeTeamCity, now_ms, seed_bulk
 
 
 def _config(path: Path, tc: FakeTeamCity, sei: FakeSei, stages: bool) -> Path:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from connectors.base import Connector, ServerCursor
 from poller.config import Server
 from poller.errors import ConnectorError
 from poller.globs import matches, selected
@@ -125,7 +126,7 @@ class Collector:
     def __init__(
         self,
         server: Server,
-        connector: Any,
+        connector: Connector,
         state: State,
         *,
         sink: Sink | None = None,
@@ -155,11 +156,7 @@ class Collector:
         started = time.monotonic()
         # A server-wide "finished since" cursor moves only with a poll that looks at every
         # job that changed: not a narrowed one (`--job`), not one for new jobs only.
-        resume = (
-            bool(getattr(self.connector, "server_cursor", False))
-            and not job_glob
-            and new_jobs != "only"
-        )
+        resume = isinstance(self.connector, ServerCursor) and not job_glob and new_jobs != "only"
         with bound_contextvars(server=name):
             try:
                 jobs, checkpoint = self._discover(job_glob, result, resume)
@@ -198,15 +195,15 @@ class Collector:
     ) -> tuple[list[JobRef], str | None]:
         """What the server could list; a folder that failed is recorded, its siblings kept.
 
-        Also the server cursor a `server_cursor` connector yields (a `Checkpoint`), to save
+        Also the server cursor a `ServerCursor` connector yields (a `Checkpoint`), to save
         once the poll is done.
         """
         cfg = self.server.config
         jobs, failing = [], []
         checkpoint = None
-        found = (
-            self.connector.discover(self.state.server_cursor(self.server.name))
-            if resume
+        found: Iterable[JobRef | Unlisted | Checkpoint] = (
+            self.connector.discover_since(self.state.server_cursor(self.server.name))
+            if resume and isinstance(self.connector, ServerCursor)
             else self.connector.discover()
         )
         for item in found:
@@ -261,7 +258,7 @@ class Collector:
         jobs whose history is already covered back to its bound (so a re-run resumes).
         """
         known = self.state.known_jobs(self.server.name)
-        sequential = getattr(self.connector, "sequential", True)
+        sequential = self.connector.sequential
         todo = []
         for job in jobs:
             js = known.get(job.full_name)
@@ -368,7 +365,7 @@ class _JobScan:
         self.c, self.job, self.backfill, self.bound = c, job, backfill, bound
         self.name = c.server.name
         js = c.state.job(self.name, job.full_name)
-        self.sequential = getattr(c.connector, "sequential", True)
+        self.sequential = c.connector.sequential
         if (
             self.sequential
             and js.watermark is not None
@@ -547,7 +544,7 @@ class _JobScan:
         handed = job.changed or ()
         # A parked build asked for by number that the server no longer has: deleted.
         gone = tuple(n for n in handed if n in self.parked and n not in self.seen)
-        by_number = bool(getattr(self.c.connector, "server_cursor", False))
+        by_number = isinstance(self.c.connector, ServerCursor)
         if self.waiting and js.cursor is None and not by_number:
             # No earlier cursor to keep, and the connector's own checkpoint passed builds
             # parked by an earlier scan: the job stays unread, so its next scan reads the

@@ -16,8 +16,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from connectors.jenkins.standin import FakeJenkins, seed_demo
 from poller.oneshot import RunOptions
-from poller.standins.jenkins import FakeJenkins, seed_demo
 from poller.standins.sei import FakeSei
 
 DEMO_GUID = "666ba79b-3f3d-4236-ac04-4686ce526705"
@@ -80,7 +80,7 @@ backfill_since = "all"
 def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any], str]]:
     """The CI stand-in to run, seeded, and its `[[servers]]` keys."""
     if ci == "buildkite":
-        from poller.standins.buildkite import FakeBuildkite
+        from connectors.buildkite.standin import FakeBuildkite
 
         bk = FakeBuildkite(org="dean-test")  # the organisation the recordings come from
         for p in bk.recorded("buildkiterb/test_pipeline_list.extracted.json"):
@@ -89,8 +89,8 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any]
             bk.add_recorded_build(b)
         return "Buildkite", bk, _buildkite_server
     if ci == "teamcity":
-        from poller.standins.teamcity import FakeTeamCity
-        from poller.standins.teamcity import seed_demo as seed_teamcity
+        from connectors.teamcity.standin import FakeTeamCity
+        from connectors.teamcity.standin import seed_demo as seed_teamcity
 
         tc = FakeTeamCity(context_path="/teamcity", tz="+0300")
         seed_teamcity(tc)

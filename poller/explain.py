@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from connectors.base import Connector, GetBuild
 from poller import logs, wiring
 from poller.config import Config, Server
 from poller.errors import ConfigError, ConnectorError, NotFound, SeiPollerError
@@ -128,7 +129,7 @@ def _server(cfg: Config, name: str) -> Server:
     raise ConfigError(f"no server named {name!r} (configured: {names})", where="explain SERVER")
 
 
-def _job(connector: Any, server: Server, name: str) -> JobRef:
+def _job(connector: Connector, server: Server, name: str) -> JobRef:
     """The job as discovery sees it (any job, whatever include/exclude say)."""
     jobs, unlisted = [], []
     for item in connector.discover():
@@ -145,11 +146,10 @@ def _job(connector: Any, server: Server, name: str) -> JobRef:
     raise Missing(f"no job {name!r} on {server.name}: {server.config.url}{hint}")
 
 
-def _fetch(connector: Any, job: JobRef, number: int) -> Build | Broken | Unfinished:
-    probe = getattr(connector, "get_build", None)
-    if callable(probe):
+def _fetch(connector: Connector, job: JobRef, number: int) -> Build | Broken | Unfinished:
+    if isinstance(connector, GetBuild):
         try:
-            return probe(job, number)
+            return connector.get_build(job, number)
         except NotFound as exc:
             raise Missing(
                 f"{job.full_name} #{number}: no such build: {exc.url or job.url}"
@@ -157,7 +157,7 @@ def _fetch(connector: Any, job: JobRef, number: int) -> Build | Broken | Unfinis
     return _scan_for(connector, job, number)
 
 
-def _scan_for(connector: Any, job: JobRef, number: int) -> Build | Broken | Unfinished:
+def _scan_for(connector: Connector, job: JobRef, number: int) -> Build | Broken | Unfinished:
     """The connector's ordinary scan, stopped at this build and asking for it alone."""
     asked: list[int] = []
 
@@ -167,7 +167,7 @@ def _scan_for(connector: Any, job: JobRef, number: int) -> Build | Broken | Unfi
             return True
         return False
 
-    sequential = getattr(connector, "sequential", True)
+    sequential = connector.sequential
     # Below the build nothing matters; a time-cursored connector's numbers are not ordered.
     cursor = JobCursor(watermark=number - 1 if sequential else None)
     scan = connector.scan(job, cursor, wanted)

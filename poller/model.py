@@ -37,7 +37,7 @@ class ServerSpec:
     requests_per_second: float | None = None
     settings: Any = None
     # Where requests to `url` go and whom they trust (`poller.network`): every connector's
-    # session is prepared from it (`connectors.session.prepare`). None: direct, default trust.
+    # session is prepared from it (`connectors.kit.http.prepare`). None: direct, default trust.
     network: Endpoint | None = None
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
+from connectors.base import missing
 from poller.errors import ConfigError
 
 GROUP = "sei_poller.connectors"
-REQUIRED = ("discover", "scan", "describe", "close")
 
 
 # No arguments, so one entry: the entry points, read once per process.
@@ -32,10 +32,10 @@ def connector_class(type_name: str) -> type:
         cls = ep.load()
     except Exception as exc:
         raise ConfigError(f"connector {type_name!r} ({ep.value}) failed to load: {exc}") from None
-    missing = [m for m in REQUIRED if not callable(getattr(cls, m, None))]
-    if missing or not hasattr(cls, "Settings"):
+    lacks = missing(cls)
+    if lacks:
         raise ConfigError(
-            f"connector {type_name!r} ({ep.value}) lacks {', '.join(missing) or 'Settings'}"
+            f"connector {type_name!r} ({ep.value}) lacks {', '.join(lacks)}: see connectors/base.py"
         )
     return cls
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.base import Connector, RecentBuilds
 from poller.config import Server
 from poller.errors import NotFound
 from poller.globs import matches, selected
@@ -66,7 +67,7 @@ class Scope:
 
 
 def survey(
-    connector: Any,
+    connector: Connector,
     server: Server,
     jobs: Sequence[JobRef],
     *,
@@ -98,15 +99,14 @@ def _idle(key: str, patterns: Iterable[str], names: list[str]) -> list[str]:
 
 
 def _count_all(
-    connector: Any,
+    connector: Connector,
     server: Server,
     polled: Sequence[JobRef],
     since_ms: int | None,
     sample: int,
     per_job: int,
 ) -> Count:
-    sequential = bool(getattr(connector, "sequential", False))
-    probe = getattr(connector, "recent_builds", None)
+    sequential = connector.sequential
     # A sequential connector's discovery knows a job that never built: it costs nothing.
     todo = sorted(
         (j for j in polled if not (sequential and j.last_build is None)),
@@ -114,7 +114,9 @@ def _count_all(
     )
     count = Count(with_builds=len(todo), per_job=per_job)
     count.via = (
-        "one request per job" if callable(probe) else f"reading up to {per_job} builds per job"
+        "one request per job"
+        if isinstance(connector, RecentBuilds)
+        else f"reading up to {per_job} builds per job"
     )
     if not todo:
         return count
@@ -159,12 +161,11 @@ class _Enough(Exception):
 
 
 def _count_job(
-    connector: Any, job: JobRef, since_ms: int | None, per_job: int, sequential: bool
+    connector: Connector, job: JobRef, since_ms: int | None, per_job: int, sequential: bool
 ) -> tuple[int, int | None]:
     """(at least, at most) builds of `job` started at or after `since_ms`: equal when exact."""
-    probe = getattr(connector, "recent_builds", None)
-    if callable(probe):
-        builds = list(probe(job, per_job))
+    if isinstance(connector, RecentBuilds):
+        builds = list(connector.recent_builds(job, per_job))
         n = 0
         for _number, start in builds:
             if since_ms is not None and start < since_ms:

@@ -9,10 +9,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connectors.base import Connector, Services
 from poller import logs
 from poller.config import Config, Server, load
 from poller.deliver import Deliverer
@@ -41,13 +43,17 @@ def config(path: str | None) -> Config:
     return cfg
 
 
-def connector(server: Server, metrics: Metrics | None = None) -> Any:
-    """The server's connector, its requests observed by the metrics when they are on."""
-    instance = connector_class(server.config.type)(server.spec)
-    if metrics is not None and hasattr(instance, "on_request"):
-        instance.on_request = metrics.ci_hook(server.name)
-    if metrics is not None and hasattr(instance, "on_changed_after_send"):
-        instance.on_changed_after_send = metrics.changed_after_send.labels(server.name).inc
+def connector(server: Server, metrics: Metrics | None = None) -> Connector:
+    """The server's connector, handed what the core gives it: its hooks into the metrics
+    (when they are on), the clock and a logger bound to the server."""
+    cls = connector_class(server.config.type)
+    services = Services(log=structlog.get_logger().bind(server=server.name))
+    if metrics is not None:
+        changed = metrics.changed_after_send.labels(server.name)
+        services = replace(
+            services, on_request=metrics.ci_hook(server.name), on_changed_after_send=changed.inc
+        )
+    instance: Connector = cls(server.spec, services)
     return instance
 
 

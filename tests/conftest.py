@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import connectors.session
+import connectors.kit.http
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
@@ -42,12 +42,12 @@ def _no_host_network_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @contextlib.contextmanager
 def fast_retries() -> Iterator[None]:
     """The same GET retries, without the pauses between them: a fake clock for urllib3."""
-    real = connectors.session.GET_RETRY
-    connectors.session.GET_RETRY = real.new(backoff_factor=0, backoff_jitter=0)
+    real = connectors.kit.http.GET_RETRY
+    connectors.kit.http.GET_RETRY = real.new(backoff_factor=0, backoff_jitter=0)
     try:
         yield
     finally:
-        connectors.session.GET_RETRY = real
+        connectors.kit.http.GET_RETRY = real
 
 
 @pytest.fixture()

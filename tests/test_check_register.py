@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import GUID, Env
+from tests.connectors.jenkins.env import GUID, Env
 
 
 @pytest.fixture()

@@ -13,12 +13,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 import poller.scope
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import DAY, GUID, Env
-from tests.test_buildbot_unit import ANY_PATH, FakeMaster
+from tests.connectors.buildbot.test_unit import ANY_PATH, FakeMaster
+from tests.connectors.jenkins.env import DAY, GUID, Env
 
 NOW = int(time.time() * 1000)
 SINCE = re.compile(r"since \d{4}-\d\d-\d\d \d\d:\d\d UTC")

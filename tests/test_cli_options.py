@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import _parser
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
-from tests.jenkins_env import DAY, Env
+from tests.connectors.jenkins.env import DAY, Env
 
 COMMANDS = ["run", "once", "backfill", "status", "check", "dead-letters", "register", "demo"]
 REQUIRED = {"dead-letters": ["list"], "register": ["--integration-id", "1", "--name", "n"]}

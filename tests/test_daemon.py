@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from poller.standins.jenkins import FakeJenkins
+from connectors.jenkins.standin import FakeJenkins
 from poller.standins.sei import FakeSei
-from tests.jenkins_env import DAY, Env
+from tests.connectors.jenkins.env import DAY, Env
 
 BUILDS = 300
 T0 = int(time.time() * 1000) - DAY

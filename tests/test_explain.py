@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
+from connectors.jenkins.standin import FakeJenkins
 from poller.payload import execution_id
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import DAY, GUID, Env
-from tests.test_buildbot_unit import ANY_PATH, FakeMaster
+from tests.connectors.buildbot.test_unit import ANY_PATH, FakeMaster
+from tests.connectors.jenkins.env import DAY, GUID, Env
 
 NOW = int(time.time() * 1000)
 T0 = NOW - 2 * DAY

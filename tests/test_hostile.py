@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-import connectors.jenkins
+import connectors.jenkins.connector
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import DAY, GUID
+from tests.connectors.jenkins.env import DAY, GUID
 
 T0 = int(time.time() * 1000) - DAY
 
@@ -87,7 +87,7 @@ def test_bad_answers_fail_only_that_server(
     message: str,
 ) -> None:
     jenkins, sei = good
-    monkeypatch.setattr(connectors.jenkins, "MAX_BODY", 4096)
+    monkeypatch.setattr(connectors.jenkins.connector, "MAX_BODY", 4096)
     answer(httpserver)
     assert _run(tmp_path, sei, jenkins, httpserver.url_for("/")) == 1
     assert [k[1] for k in sei.keys()] == ["team/api"]

@@ -23,7 +23,7 @@ import pytest
 import connectors
 import poller
 from benchmarks import servers
-from connectors.jenkins import UPSTREAM_CACHE, JenkinsConnector
+from connectors.jenkins.connector import UPSTREAM_CACHE, JenkinsConnector
 from poller import logs
 from poller.collect import Collector
 from poller.config import load
@@ -159,7 +159,7 @@ def _modules() -> list[Any]:
     found = []
     for pkg in (poller, connectors):
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            if ".standins" in info.name or info.name.endswith("__main__"):
+            if ".standin" in info.name or info.name.endswith(("__main__", ".standin")):
                 continue  # the stand-ins are test servers, not the daemon
             found.append(importlib.import_module(info.name))
     return found

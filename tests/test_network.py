@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 import trustme
 
+from connectors.jenkins.standin import FakeJenkins
+from connectors.teamcity.standin import FakeTeamCity
 from poller.cli import main
 from poller.standins.faults import login_page
 from poller.standins.forward_proxy import ForwardProxy
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
-from poller.standins.teamcity import FakeTeamCity
 from poller.standins.tls import server_context
 from tests.conftest import write_config
-from tests.jenkins_env import jenkins_server
+from tests.connectors.jenkins.env import jenkins_server
 
 NOW = int(time.time() * 1000)
 TC_GUID = "5b1f3c2a-9d4e-4f6a-8b7c-2e1d0a9f8c7b"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from poller.standins.jenkins import FakeJenkins
+from connectors.jenkins.standin import FakeJenkins
 from poller.standins.sei import FakeSei
-from tests.jenkins_env import DAY, Env, json_lines
+from tests.connectors.jenkins.env import DAY, Env, json_lines
 
 T0 = int(time.time() * 1000) - DAY
 

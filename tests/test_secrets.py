@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from connectors.jenkins.standin import FakeJenkins
 from poller.cli import main
-from poller.standins.jenkins import FakeJenkins
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
-from tests.jenkins_env import DAY, GUID
+from tests.connectors.jenkins.env import DAY, GUID
 
 SEI_KEY = "SEI-KEY-s3cr3t-0001"
 TOKEN = "JENKINS-TOKEN-s3cr3t-0002"

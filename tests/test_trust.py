@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from poller.standins.jenkins import FakeJenkins
+from connectors.jenkins.standin import FakeJenkins
 from poller.standins.sei import FakeSei
-from tests.jenkins_env import DAY, Env
+from tests.connectors.jenkins.env import DAY, Env
 
 NOW = int(time.time() * 1000)
 T0 = NOW - DAY

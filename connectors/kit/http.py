@@ -1,0 +1,226 @@
+"""What every connector wants for reading a CI server: the HTTP session, capped reads, the
+server's clock from its `Date` header, and a versioned server cursor."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+from urllib3.exceptions import MaxRetryError, SSLError
+from urllib3.util.retry import Retry
+
+from poller import network
+from poller.errors import ConnectorError
+from poller.model import ServerSpec
+
+if TYPE_CHECKING:
+    from connectors.kit.throttle import Throttle
+
+
+# A poller only reads, and a GET is safe to repeat: a 500 from a controller under load (or a
+# proxy in front of it), a gateway error or a reset connection is retried a few times, with
+# growing, jittered pauses (0.5 s, 1 s, 2 s + up to 0.5 s), inside the request's politeness
+# slot. A server that refuses connections is given up on after one retry, so a poll of a
+# server that is down ends quickly; the next poll tries again anyway.
+class _Retry(Retry):
+    """Retries as configured, except a failed TLS handshake: a certificate the client does
+    not trust will not be trusted a second later, so it is the operator's to fix at once."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        error = kwargs.get("error")
+        if isinstance(error, SSLError):
+            raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", error) from error
+        return super().increment(*args, **kwargs)
+
+
+GET_RETRY = _Retry(
+    total=4,
+    connect=1,
+    read=2,
+    status=3,
+    other=1,
+    backoff_factor=0.5,
+    backoff_jitter=0.5,
+    backoff_max=8.0,
+    status_forcelist=(500, 502, 503, 504),
+    allowed_methods=("GET",),
+    raise_on_status=False,
+    respect_retry_after_header=True,
+)
+
+
+def prepare(session: requests.Session, spec: ServerSpec) -> requests.Session:
+    """The server's route and trust (`poller.network`), GET retries, a pool as wide as
+    `max_concurrency`. The environment is read once, by `network.endpoint`, not again by
+    requests on each request: the session goes where the endpoint says and nowhere else."""
+    ep = endpoint_of(spec)
+    session.trust_env = False
+    session.verify = ep.verify
+    session.proxies = {"http": ep.proxy, "https": ep.proxy} if ep.proxy else {}
+    adapter = network.EndpointAdapter(
+        ep, max_retries=GET_RETRY, pool_maxsize=spec.max_concurrency + 1
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def endpoint_of(spec: ServerSpec) -> network.Endpoint:
+    """The spec's endpoint; a spec built by hand (tests, third parties) gets the default."""
+    if spec.network is not None:
+        return spec.network
+    return network.endpoint(spec.url, verify_tls=spec.verify_tls, key=spec.name)
+
+
+def failure(exc: requests.RequestException, url: str, spec: ServerSpec) -> ConnectorError:
+    """A request that got no answer, as one line: a TLS failure names host, reason and fix."""
+    ep = endpoint_of(spec)
+    if network.is_tls_failure(exc):
+        return ConnectorError(network.tls_problem(exc, ep, url), url=redact_url(url))
+    host = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return ConnectorError(f"the proxy failed ({ep.route}): {_reason(exc)}", url=redact_url(url))
+    if isinstance(exc, requests.exceptions.Timeout):
+        return ConnectorError(f"no answer from {host}: timed out", url=redact_url(url))
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return ConnectorError(f"cannot reach {host}: {_reason(exc)}", url=redact_url(url))
+    return ConnectorError(f"request failed: {type(exc).__name__}", url=redact_url(url))
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause in words (`connection refused`), not a chain of class names."""
+    seen: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.append(e)
+        linked = [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
+        stack.extend(x for x in linked if isinstance(x, BaseException))
+    for e in reversed(seen):
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror.lower()
+    return type(seen[-1]).__name__
+
+
+def json_answer(body: bytes, resp: requests.Response, url: str, system: str) -> Any:
+    """The answer's JSON, or one line saying what came instead (a login page, say)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ConnectorError(
+            network.not_json(url, resp.status_code, resp.headers.get("Content-Type"), body, system),
+            url=redact_url(url),
+            status=resp.status_code,
+        ) from None
+
+
+def foreign_redirect(resp: requests.Response, base: str) -> ConnectorError | None:
+    """A redirect is never followed; this says where it pointed, naming both hosts."""
+    if not resp.is_redirect:
+        return None
+    target = urlsplit(requests.compat.urljoin(resp.url, resp.headers.get("Location", "")))
+    ours = urlsplit(base).netloc.rsplit("@", 1)[-1]
+    theirs = target.netloc.rsplit("@", 1)[-1]
+    if theirs and theirs != ours:
+        what = f"redirected to another host, {theirs} (from {ours})"
+    else:
+        what = f"redirected to {redact_url(target.geturl())}"
+    return ConnectorError(
+        f"HTTP {resp.status_code} {what}; not followed (credentials go only where url points):"
+        " set url to the server's own address, scheme and context path included",
+        url=redact_url(resp.url),
+        status=resp.status_code,
+    )
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and path only: no `user:token@`, no query string, for errors and logs."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def read_capped(resp: requests.Response, where: str, limit: int) -> bytes:
+    """The body of a streamed answer, refusing one larger than `limit` bytes; a connection
+    broken mid-answer is the server's failure like any other (retried next poll)."""
+    chunks, size = [], 0
+    try:
+        for chunk in resp.iter_content(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise ConnectorError(f"answer larger than {limit >> 20} MB", url=where)
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise ConnectorError(
+            f"connection broken mid-answer: {type(exc).__name__}", url=where
+        ) from None
+    return b"".join(chunks)
+
+
+def get_capped(
+    session: requests.Session,
+    url: str,
+    params: Any,
+    *,
+    timeout: float,
+    throttle: Throttle,
+    on_request: Callable[[int | None, float], None] | None,
+    system: str,
+    limit: int,
+    spec: ServerSpec,
+) -> tuple[requests.Response, bytes]:
+    """One GET in a politeness slot of `throttle`: redirects not followed, the body read whole
+    (at most `limit` bytes), the status and time taken reported to `on_request`.
+
+    A failure to get an answer is a `ConnectorError` of one line (`failure`); the caller
+    judges the status.
+    """
+    where = redact_url(url)
+    status: int | None = None
+    with throttle.slot():
+        started = time.monotonic()
+        try:
+            resp = session.get(
+                url, params=params, timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise failure(exc, url, spec) from None
+        try:
+            status = resp.status_code
+            body = read_capped(resp, where, limit)
+        finally:
+            resp.close()
+            if on_request:
+                on_request(status, time.monotonic() - started)
+    return resp, body
+
+
+def date_header(value: str | None) -> int | None:
+    """A `Date` header in epoch ms: the server's clock, for cursors that compare with it."""
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
+
+
+def load_cursor(text: str | None, version: int) -> dict[str, Any] | None:
+    """A server cursor written by this connector version (`{"v": version, "at": ms, ...}`),
+    or None for none, garbage or another version: the caller then scans everything once."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("v") == version and isinstance(data.get("at"), int):
+            return data
+    except (ValueError, AttributeError):
+        pass
+    return None
