@@ -182,7 +182,7 @@ def _scan_for(connector: Connector, job: JobRef, number: int) -> Build | Broken 
     if asked:
         raise Missing(
             f"{job.full_name} #{number} is finished, but the connector sends nothing for it"
-            " (its log says why; on Buildbot, a RETRY build, whose re-run is sent instead):"
+            " (its log says why: a build whose re-run is sent instead, say):"
             f" {job.url}"
         )
     raise Missing(f"{job.full_name} #{number}: no such build: {job.url}")

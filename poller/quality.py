@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from poller.model import Build
 
 REPO_FORMS = "https://host/org/repo.git or git@host:org/repo.git"
-# Causes that mean a person started the build (Jenkins' user causes, Buildbot's force form).
+# Causes that mean a person started the build (a user cause, a forced build's form).
 PERSON_CAUSES = frozenset(["UserIdCause", "UserCause", "ForceScheduler"])
 
 
@@ -131,8 +131,8 @@ def findings(build: Build | None, payload: dict[str, Any] | None, ctx: Context) 
         reason = (
             "stages = false in this server's config"
             if not ctx.stages_on
-            else "the server reported none for it (on Jenkins: no Pipeline Stage View plugin,"
-            " or a run that never reached a stage)"
+            else "the server reported none for it (the plugin or API that reports stages is"
+            " missing, or the run never reached a stage)"
         )
         out.append(Finding("no-stages", f"a pipeline build without stages: {reason}"))
     out.extend(_handled(ctx))

@@ -205,8 +205,8 @@ def test_pipeline_build_without_stages(env: Env, capsys: pytest.CaptureFixture[s
     assert data["findings"] == [
         {
             "code": "no-stages",
-            "message": "a pipeline build without stages: the server reported none for it (on"
-            " Jenkins: no Pipeline Stage View plugin, or a run that never reached a stage)",
+            "message": "a pipeline build without stages: the server reported none for it (the"
+            " plugin or API that reports stages is missing, or the run never reached a stage)",
         }
     ]
     env.write(stages=False)

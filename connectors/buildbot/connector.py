@@ -35,6 +35,7 @@ from connectors.kit.http import (
     prepare,
     redact_url,
 )
+from connectors.kit.paging import by_offset
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -341,44 +342,41 @@ class BuildbotConnector:
         size = PAGE
         if stop is not None and job.last_build is not None:
             size = max(2, min(PAGE, job.last_build - stop + 2))
-        offset, previous = 0, None
-        while True:
-            page = self._items(
+        previous = None
+        pages = by_offset(
+            lambda offset, limit: self._items(
                 f"builders/{bid}/builds",
                 "builds",
-                [("order", "-number"), ("limit", size), ("offset", offset), ("property", "*")],
-            )
-            for raw in page:
-                number = raw.get("number")
-                if not isinstance(number, int) or (previous is not None and number >= previous):
-                    continue  # a new build shifted the pages: already seen
-                previous = number
-                if stop is not None and number <= stop:
-                    return
-                if not raw.get("complete"):
-                    yield Unfinished(number)
-                    continue
-                if since is not None and int(raw.get("started_at") or 0) * 1000 < since:
-                    return
-                if not wanted(number):
-                    continue
-                if raw.get("results") == RETRY:
-                    log.info(
-                        "RETRY build skipped: its request's re-run is sent instead", build=number
-                    )
-                    continue
-                if raw.get("results") not in RESULTS:
-                    log.warning(
-                        "finished build with an unknown result skipped; nothing is sent for it",
-                        build=number,
-                        results=raw.get("results"),
-                    )
-                    continue
-                yield self._build(job, bid, raw)
-            if len(page) < size:
+                [("order", "-number"), ("limit", limit), ("offset", offset), ("property", "*")],
+            ),
+            PAGE,
+            first=size,
+        )
+        for raw in pages:
+            number = raw.get("number")
+            if not isinstance(number, int) or (previous is not None and number >= previous):
+                continue  # a new build shifted the pages: already seen
+            previous = number
+            if stop is not None and number <= stop:
                 return
-            offset += len(page)
-            size = PAGE
+            if not raw.get("complete"):
+                yield Unfinished(number)
+                continue
+            if since is not None and int(raw.get("started_at") or 0) * 1000 < since:
+                return
+            if not wanted(number):
+                continue
+            if raw.get("results") == RETRY:
+                log.info("RETRY build skipped: its request's re-run is sent instead", build=number)
+                continue
+            if raw.get("results") not in RESULTS:
+                log.warning(
+                    "finished build with an unknown result skipped; nothing is sent for it",
+                    build=number,
+                    results=raw.get("results"),
+                )
+                continue
+            yield self._build(job, bid, raw)
 
     # -- mapping --------------------------------------------------------------------------
 

@@ -43,22 +43,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.base import ChangesAfterSend, HoldsPending, ServerCursor, Services
-from connectors.kit.http import (
-    date_header,
-    foreign_redirect,
-    get_capped,
-    json_answer,
-    load_cursor,
-    prepare,
-    redact_url,
-)
+from connectors.kit.cursors import OVERLAP, date_header, load_cursor
+from connectors.kit.held import Held
+from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.pacing import Pacer
+from connectors.kit.paging import last_page, next_link, same_host
+from connectors.kit.settings import Duration
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -75,7 +72,6 @@ from poller.model import (
     Step,
     Unfinished,
 )
-from poller.timeparse import parse_duration
 
 log = structlog.get_logger()
 
@@ -83,9 +79,6 @@ DEFAULT_URL = "https://api.buildkite.com/v2/"
 PER_PAGE = 100  # Buildkite's maximum
 MAX_PAGES = 50  # pages of one window before it is halved (deep paging answers 400)
 MAX_BODY = 64 * 1024 * 1024
-# Seconds of slack on every `finished_from`: a build's finished_at is stamped before the
-# build shows as finished everywhere, and the Date header may come from a proxy. GUESS: 5 min.
-OVERLAP = 300_000
 FALLBACK_WINDOW = 24 * 3_600_000  # a known pipeline without a cursor of its own: a day back
 MIN_WINDOW = 60_000  # a window is not halved below a minute
 DAY = 86_400_000
@@ -114,8 +107,6 @@ JOB_RESULTS = {
 }
 SECRET_NAME = re.compile(r"secret|token|passw|pwd|credential|private|api_?key|auth", re.I)
 SHA = re.compile(r"^[0-9a-f]{7,64}$", re.I)
-LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-LINK_LAST = re.compile(r'<[^>]*[?&]page=(\d+)[^>]*>\s*;\s*rel="?last"?')
 MESSAGE_CHARS = 1000
 # What the server cursor keeps of each pipeline, so a `once` run needs no pipeline listing.
 PIPELINE_KEYS = ("slug", "name", "web_url", "repository", "default_branch", "created_at")
@@ -130,15 +121,9 @@ class Settings(BaseModel):
     token: SecretStr = Field(description='an API access token in quotes (or token_file = "path")')
     # A blocked build waits for a person to unblock it. Seven days outlasts a weekend and a
     # holiday; a build still blocked after that is sent with the jobs that ran.
-    max_pending_age: float = Field(default=7 * 86400.0, description="a duration like '12h' or '7d'")
-
-    @field_validator("max_pending_age", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if seconds <= 0:
-            raise ValueError("must be above 0")
-        return seconds
+    max_pending_age: Duration = Field(
+        default=7 * 86400.0, description="a duration like '12h' or '7d'"
+    )
 
 
 class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
@@ -167,13 +152,11 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         self._session = prepare(s, spec)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._lock = threading.Lock()
-        self._pace = threading.Lock()
-        self._limit: dict[str, float] = {}  # remaining, limit, reset_at (monotonic)
-        self._next = 0.0  # when the next paced request may go (monotonic)
+        self._pacer = Pacer(reserve=RESERVE, max_wait=MAX_WAIT, clock=self.services.clock)
         self._pipelines: dict[str, dict[str, Any]] = {}  # by slug
         self._pipelines_at = 0.0
         self._fresh: dict[str, dict[int, dict[str, Any]]] = {}  # slug → number → raw build
-        self._blocked: dict[str, int] = {}  # "slug#n" → ms it was first seen blocked
+        self._blocked = Held()  # "slug#n" → ms it was first seen blocked, found by scans
         self._upstream: OrderedDict[str, tuple[str, int, str] | None] = OrderedDict()
         self._now: int | None = None  # the server's clock at the last discovery (ms)
         self._date: int | None = None  # the server's clock at its last answer (ms)
@@ -182,57 +165,11 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _wait_for_limit(self) -> None:
-        """Slow down before the limit: below half of it, the requests left in the window
-        (less `RESERVE`) are spread evenly over what remains of it, across every thread."""
-        with self._pace:
-            lim = self._limit
-            now = time.monotonic()
-            left = lim["reset_at"] - now if lim else 0.0
-            if left <= 0:
-                return
-            remaining, limit = lim["remaining"], lim["limit"]
-            if remaining <= RESERVE:
-                start = lim["reset_at"]
-            elif remaining < limit / 2:
-                start = max(now, self._next) + left / (remaining - RESERVE)
-            else:
-                return
-            self._next = start
-            # Count this request now, so the threads waiting with it spread out too.
-            self._limit = {**lim, "remaining": max(0.0, remaining - 1)}
-        time.sleep(min(max(0.0, start - now), MAX_WAIT))
-
-    def _read_limit(self, headers: Any) -> float | None:
-        """Note the rate-limit headers; the seconds to the reset."""
-
-        def num(*names: str) -> float | None:
-            for n in names:
-                v = headers.get(n)
-                try:
-                    return float(v) if v is not None else None
-                except ValueError:
-                    continue
-            return None
-
-        remaining = num("RateLimit-Remaining", "Rate-Limit-Remaining")
-        limit = num("RateLimit-Limit", "Rate-Limit-Limit")
-        reset = num("RateLimit-Reset", "Rate-Limit-Reset", "Retry-After")
-        if remaining is None or reset is None:
-            return reset
-        with self._pace:
-            self._limit = {
-                "remaining": remaining,
-                "limit": limit or remaining,
-                "reset_at": time.monotonic() + reset,
-            }
-        return reset
-
     def _get(self, url: str, params: dict[str, Any] | None = None) -> tuple[Any, Any]:
         """GET a JSON answer; (data, headers)."""
         where = redact_url(url)
         for attempt in range(MAX_429 + 1):
-            self._wait_for_limit()
+            self._pacer.before()
             resp, body = get_capped(
                 self._session,
                 url,
@@ -244,7 +181,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
                 limit=MAX_BODY,
                 spec=self.spec,
             )
-            reset = self._read_limit(resp.headers)
+            reset = self._pacer.note(resp.headers)
             if resp.status_code != 429:
                 break
             wait = min(MAX_WAIT, reset if reset is not None else 60.0)
@@ -256,7 +193,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
                     status=429,
                 )
             log.warning("Buildkite rate limit reached; waiting for its reset", seconds=wait)
-            time.sleep(wait)
+            self.services.clock.sleep(wait)
         status = resp.status_code
         date = date_header(resp.headers.get("Date"))
         if date is not None:
@@ -300,30 +237,16 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         for i in range(max_pages):
             assert next_url is not None
             page, headers = self._get(next_url, query)
-            link = headers.get("Link") or ""
-            if i == 0:
-                last = LINK_LAST.search(link)
-                if last and int(last.group(1)) > max_pages:
-                    raise _TooDeep(redact_url(url))
+            if i == 0 and (last_page(headers) or 0) > max_pages:
+                raise _TooDeep(redact_url(url))
             for raw in page if isinstance(page, list) else []:
                 if isinstance(raw, dict):
                     yield raw
-            m = LINK_NEXT.search(link)
-            if not m:
+            link = next_link(headers)
+            if not link:
                 return
-            next_url, query = self._same_host(m.group(1)), None
+            next_url, query = same_host(link, self.base), None
         raise _TooDeep(redact_url(url))
-
-    def _same_host(self, link: str) -> str:
-        """A `Link` URL comes from the answer: followed only to the configured host."""
-        theirs, ours = urlsplit(link).netloc, urlsplit(self.base).netloc
-        if theirs != ours:
-            raise ConnectorError(
-                f"the next page's link points at another host ({theirs}, not {ours}); not"
-                " followed: set url to the API address the server itself uses",
-                url=redact_url(self.base),
-            )
-        return link
 
     # -- the Connector protocol -----------------------------------------------------------
 
@@ -401,10 +324,11 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         if any(b.get("_slug") not in self._pipelines for b in builds):
             self._read_pipelines()  # a pipeline created since the list was read
         seen = {str(s) for s in (state or {}).get("seen") or []}
-        blocked = dict((state or {}).get("blocked") or {})
+        blocked = Held((state or {}).get("blocked"))
+        max_age = int(self.max_pending_age * 1000)
         with self._lock:
-            blocked.update(self._blocked)
-            self._blocked.clear()
+            blocked.update(self._blocked.items())
+            self._blocked = Held()
         changed: dict[str, set[int]] = {}
         fresh: dict[str, dict[int, dict[str, Any]]] = {}
         new_seen = []
@@ -417,19 +341,17 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
                 new_seen.append(mark)
             fresh.setdefault(slug, {})[n] = raw
             if raw.get("blocked"):
-                blocked.setdefault(key, finished or now)
-                if now - blocked[key] < self.settings.max_pending_age * 1000:
+                blocked.hold(key, finished or now)
+                if blocked.still_held(key, now, max_age):
                     continue
             else:
-                blocked.pop(key, None)
+                blocked.release(key)
             if mark not in seen:
                 changed.setdefault(slug, set()).add(n)
         # Blocked builds whose wait is over are sent now, whether or not they moved.
-        for key, at in list(blocked.items()):
-            if now - at >= self.settings.max_pending_age * 1000:
-                slug, _, n = key.rpartition("#")
-                changed.setdefault(slug, set()).add(int(n))
-                blocked.pop(key)
+        for key in blocked.expired(now, max_age):
+            slug, _, n = key.rpartition("#")
+            changed.setdefault(slug, set()).add(int(n))
         with self._lock:
             self._fresh = fresh
         if state is None or found is None:
@@ -446,7 +368,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
             "at": now,
             "chain": now if chain is None else chain,
             "seen": new_seen,
-            "blocked": blocked,
+            "blocked": blocked.as_dict(),
             "listed": int(self._pipelines_at),
             "pipelines": {
                 slug: [p.get(k) for k in PIPELINE_KEYS] for slug, p in self._pipelines.items()
@@ -555,7 +477,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
                 since = _ms(raw.get("finished_at")) or now
                 if now - since < self.settings.max_pending_age * 1000:
                     with self._lock:
-                        self._blocked.setdefault(f"{slug}#{n}", since)
+                        self._blocked.hold(f"{slug}#{n}", since)
                     yield Unfinished(n)
                     continue
             if cursor.backfill and cursor.since_ms is not None:

@@ -1,12 +1,11 @@
-"""What every connector wants for reading a CI server: the HTTP session, capped reads, the
-server's clock from its `Date` header, and a versioned server cursor."""
+"""What every connector wants for reading a CI server over HTTP: a session that goes the
+configured way (`poller.network`), retried GETs, capped reads, one-line failures."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -200,27 +199,3 @@ def get_capped(
             if on_request:
                 on_request(status, time.monotonic() - started)
     return resp, body
-
-
-def date_header(value: str | None) -> int | None:
-    """A `Date` header in epoch ms: the server's clock, for cursors that compare with it."""
-    if not value:
-        return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None
-
-
-def load_cursor(text: str | None, version: int) -> dict[str, Any] | None:
-    """A server cursor written by this connector version (`{"v": version, "at": ms, ...}`),
-    or None for none, garbage or another version: the caller then scans everything once."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        if data.get("v") == version and isinstance(data.get("at"), int):
-            return data
-    except (ValueError, AttributeError):
-        pass
-    return None

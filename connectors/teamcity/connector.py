@@ -54,15 +54,9 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connectors.base import RecentBuilds, ServerCursor, Services
-from connectors.kit.http import (
-    date_header,
-    foreign_redirect,
-    get_capped,
-    json_answer,
-    load_cursor,
-    prepare,
-    redact_url,
-)
+from connectors.kit.cursors import OVERLAP, date_header, load_cursor
+from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.paging import follow
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -82,12 +76,8 @@ log = structlog.get_logger()
 
 PAGE = 100  # builds per page of one configuration (every field)
 DETECT_PAGE = 500  # builds per page of the server-wide query (four fields)
-MAX_PAGES = 100_000  # a loop guard: TeamCity's nextHref always ends
 MAX_BODY = 64 * 1024 * 1024
 ERROR_TEXT = 300  # characters of TeamCity's own error text kept in ours
-# Seconds of slack on every time window: a build's finishDate is stamped before the build is
-# visible as finished, and the Date header may come from a proxy's clock. GUESS: 5 minutes.
-OVERLAP = 300_000
 # The server-wide query's walk stops at builds that started this long before the window; a
 # build running longer than half of it at a poll is tracked by id instead. GUESS: 6 hours.
 HORIZON = 6 * 3_600_000
@@ -235,22 +225,22 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
         return self._get(self.base + "app/rest/" + path, params or None)
 
     def _pages(self, path: str, locator: str, fields: str) -> Iterator[dict[str, Any]]:
-        """Every build of a listing, following TeamCity's `nextHref` (which keeps `fields`)."""
-        url: str | None = self.base + "app/rest/" + path
-        params: dict[str, str] | None = {"locator": locator, "fields": fields}
-        for _ in range(MAX_PAGES):
-            assert url is not None
-            page, _ = self._get(url, params)
-            for raw in page.get("build") or []:
-                if isinstance(raw, dict) and isinstance(raw.get("id"), int):
-                    yield raw
-            # A page may be empty and still have a `nextHref`: TeamCity 2022+ answers so when
-            # it reached `lookupLimit`, with a larger one in the link.
-            nxt = page.get("nextHref")
-            if not nxt:
-                return
-            url, params = self._absolute(nxt), None
-        raise ConnectorError("TeamCity kept answering more pages", url=redact_url(self.base))
+        """Every build of a listing, following TeamCity's `nextHref` (which keeps `fields`).
+        A page may be empty and still have a `nextHref`: TeamCity 2022+ answers so when it
+        reached `lookupLimit`, with a larger one in the link."""
+        return follow(
+            lambda url, params: (self._get(url, params)[0], {}),
+            self.base + "app/rest/" + path,
+            {"locator": locator, "fields": fields},
+            items=lambda page: (
+                raw
+                for raw in page.get("build") or []
+                if isinstance(raw, dict) and isinstance(raw.get("id"), int)
+            ),
+            next_of=lambda page, _: (
+                self._absolute(page["nextHref"]) if page.get("nextHref") else None
+            ),
+        )
 
     def _absolute(self, href: str) -> str:
         """TeamCity's hrefs leave the context path out; some proxies put it back in."""

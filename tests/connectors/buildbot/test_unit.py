@@ -7,7 +7,6 @@ part of Buildbot's query language the connector uses (filters, `order`, `limit`,
 
 from __future__ import annotations
 
-import ast
 import base64
 import copy
 import json
@@ -681,20 +680,3 @@ def test_settings() -> None:
 def test_registered_under_its_type() -> None:
     assert connector_class("buildbot") is BuildbotConnector
     assert BuildbotConnector.type == "buildbot"
-
-
-def test_imports_nothing_of_the_core_but_model_and_errors() -> None:
-    tree = ast.parse(Path(bbmod.__file__).read_text())
-    ours = {
-        n.module
-        for n in ast.walk(tree)
-        if isinstance(n, ast.ImportFrom)
-        and n.module
-        and n.module.split(".")[0] in ("poller", "connectors")
-    }
-    assert ours <= {
-        "poller.model",
-        "poller.errors",
-        "connectors.kit.throttle",
-        "connectors.kit.http",
-    }
