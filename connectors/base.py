@@ -12,6 +12,7 @@ attributes on a connector. `docs/connectors/writing.md` walks through writing on
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import time
 from collections.abc import Callable, Iterator
@@ -94,7 +95,7 @@ class Connector(Protocol):
     """
 
     type: ClassVar[str]
-    Settings: ClassVar[type[BaseModel]]
+    Settings: ClassVar[builtins.type[BaseModel]]
     sequential: ClassVar[bool]
 
     def __init__(self, spec: ServerSpec, services: Services) -> None: ...

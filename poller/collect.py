@@ -178,7 +178,7 @@ class Collector:
             todo = self._select(jobs, backfill, bound, new_jobs, result)
             workers = max(1, self.server.config.max_concurrency)
             with ThreadPoolExecutor(workers, thread_name_prefix=f"scan-{name}") as pool:
-                for outcome in pool.map(lambda jb: self._scan_job(*jb, bound), todo):
+                for outcome in pool.map(lambda jb: self._scan_job(jb[0], jb[1], bound), todo):
                     result.scanned += 1
                     self.progress("scanned", 1)
                     result.failed += not outcome.ok
@@ -269,7 +269,11 @@ class Collector:
                 continue  # never built: nothing to read
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
-            elif not is_new and (new_jobs == "only" or _idle(job, js) or _unchanged(job, js)):
+            elif (
+                js is not None
+                and not is_new
+                and (new_jobs == "only" or _idle(job, js) or _unchanged(job, js))
+            ):
                 continue
             else:
                 todo.append((job, False))
@@ -496,6 +500,7 @@ class _JobScan:
         watermark = min(holds) - 1 if holds else top
         if js.watermark is not None:
             watermark = max(watermark, js.watermark)
+        floor: int | None
         if self.is_new:
             floor = self.low if self.low is not None else watermark + 1
         elif self.backfill and self.low is not None:

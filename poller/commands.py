@@ -17,6 +17,7 @@ from poller import logs, network, wiring
 from poller.config import Server
 from poller.errors import ConfigError, SeiPollerError
 from poller.lock import DaemonLock
+from poller.model import JobRef
 from poller.oneshot import RunOptions, collect_and_deliver
 from poller.sei import Sender
 from poller.state import State
@@ -158,7 +159,7 @@ def _check_server(server: Server, provider: str) -> tuple[str, str, list[str]]:
         connector = wiring.connector(server)
         try:
             info = connector.describe()
-            jobs = list(connector.discover())
+            jobs = [j for j in connector.discover() if isinstance(j, JobRef)]
             scope = survey(connector, server, jobs)
         finally:
             connector.close()

@@ -126,8 +126,10 @@ def _check_since(value: Any) -> Any:
 
 def _check_verify(value: Any, info: ValidationInfo) -> bool | str:
     """A CA bundle path, relative to the config file like every other path in it."""
-    if isinstance(value, bool) or value == "system":
+    if isinstance(value, bool):
         return value
+    if value == "system":
+        return "system"
     return _check_file(value, info)
 
 
@@ -713,7 +715,8 @@ def _collect_secrets(
 ) -> frozenset[str]:
     """Every secret value, so the log redactor needs no hand-kept list of field names."""
     found = {sei.api_key.get_secret_value()}
-    found.update(network.proxy_secrets([sei_network, *(s.spec.network for s in servers)]))
+    endpoints = [sei_network, *(s.spec.network for s in servers if s.spec.network is not None)]
+    found.update(network.proxy_secrets(endpoints))
     for server in servers:
         settings = server.spec.settings
         for name in type(settings).model_fields if settings is not None else ():

@@ -243,8 +243,10 @@ class EndpointAdapter(HTTPAdapter):
             tls["assert_hostname"] = False
         return tls
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs, **self._tls())
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **kwargs, **self._tls())
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         return super().proxy_manager_for(
@@ -256,7 +258,7 @@ class EndpointAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: Any, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> Any:
         host, _pool = super().build_connection_pool_key_attributes(request, verify, cert)
         return host, self._tls()
 
@@ -297,6 +299,12 @@ def tls_problem(exc: BaseException, ep: Endpoint | None, url: str) -> str:
         return (
             f"TLS: {host} refused our client certificate (or wanted one); set {key}client_cert"
             f" and {key}client_key to a certificate it accepts"
+        )
+    if isinstance(err, ssl.SSLEOFError) or "UNEXPECTED_EOF" in text or "EOF OCCURRED" in text:
+        # TLS 1.3 sends the refusal after the client thinks it is done: it reads an EOF.
+        return (
+            f"TLS: {host} ended the handshake (does it want a client certificate?); set"
+            f" {key}client_cert and {key}client_key to a certificate it accepts"
         )
     if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text:
         return (

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import cast
 
-from connectors.base import missing
+from connectors.base import Connector, missing
 from poller.errors import ConfigError
 
 GROUP = "sei_poller.connectors"
@@ -21,7 +22,7 @@ def installed() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def connector_class(type_name: str) -> type:
+def connector_class(type_name: str) -> type[Connector]:
     """Load and check a connector class; a broken plugin fails at start-up, by name."""
     eps = installed()
     if type_name not in eps:
@@ -37,7 +38,7 @@ def connector_class(type_name: str) -> type:
         raise ConfigError(
             f"connector {type_name!r} ({ep.value}) lacks {', '.join(lacks)}: see connectors/base.py"
         )
-    return cls
+    return cast(type[Connector], cls)
 
 
 def origin(type_name: str) -> str:

@@ -111,7 +111,7 @@ def next_delay(attempts: int, retry_after: float | None = None) -> float:
     if retry_after is not None:
         return retry_after
     ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return ceiling / 2 + random.random() * ceiling / 2
+    return float(ceiling / 2 + random.random() * ceiling / 2)
 
 
 class Sender:

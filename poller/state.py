@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,6 +130,11 @@ class JobState:
     covered_ms: int | None = None
     ledger: frozenset[int] = frozenset()
     failed: bool = False  # its last scan failed (`known_jobs` only)
+
+
+def _job_state(row: Sequence[Any], **more: Any) -> JobState:
+    """A `jobs` row (watermark, floor, last_build, last_completed, cursor, covered_ms)."""
+    return JobState(*row, **more)
 
 
 @dataclass(frozen=True)
@@ -312,7 +317,7 @@ class State:
                 "SELECT number FROM ledger WHERE server = ? AND job = ?", [server, job]
             )
         )
-        return JobState(*(row or ()), ledger=ledger)
+        return _job_state(row or (), ledger=ledger)
 
     def known_jobs(self, server: str) -> dict[str, JobState]:
         """Every job of a server, ledger excluded: what the idle check needs, in one query."""
@@ -321,7 +326,7 @@ class State:
             " last_error IS NOT NULL FROM jobs WHERE server = ?",
             [server],
         )
-        return {r[0]: JobState(*r[1:7], failed=bool(r[7])) for r in rows}
+        return {r[0]: _job_state(r[1:7], failed=bool(r[7])) for r in rows}
 
     def server_cursor(self, server: str) -> str | None:
         row = self.db.execute(
@@ -568,7 +573,7 @@ class State:
             " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)",
             [now, self.owner],
         ).fetchone()
-        return row[0]
+        return None if row[0] is None else float(row[0])
 
     def pending_elsewhere(self, *, now: float | None = None) -> int:
         """Pending rows another live process has claimed: its to deliver, not ours."""
@@ -691,7 +696,7 @@ class State:
         row = self.db.execute(
             "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
         ).fetchone()
-        return row[0]
+        return None if row[0] is None else float(row[0])
 
     def readiness(self, since: float) -> dict[str, dict[str, int]]:
         """Per server, of the builds SEI accepted since `since`: what they carried.

@@ -50,8 +50,11 @@ def fast_retries() -> Iterator[None]:
         connectors.kit.http.GET_RETRY = real
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def no_retry_pauses() -> Iterator[None]:
+    """GETs retried in this process retry as they would, without the real pauses between
+    tries (a fake clock for urllib3's backoff): a poll's logic, not its waiting, is tested.
+    Child processes (`run`, chaos) keep the real pauses."""
     with fast_retries():
         yield
 

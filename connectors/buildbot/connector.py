@@ -16,6 +16,7 @@ its watermark moves past it, and then yields nothing for it.
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -92,7 +93,7 @@ class BuildbotConnector:
     """One Buildbot master. Thread-safe: the core scans several builders at once."""
 
     type: ClassVar[str] = "buildbot"
-    Settings: ClassVar[type[BaseModel]] = Settings
+    Settings: ClassVar[builtins.type[BaseModel]] = Settings
     # Build numbers only grow per builder: the core keeps a low watermark (connectors/base.py).
     sequential: ClassVar[bool] = True
 

@@ -35,6 +35,7 @@ has `finished_at` set (Buildkite's `state=finished` filter includes blocked buil
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import threading
@@ -130,7 +131,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
     """One Buildkite organisation. Thread-safe: the core scans several pipelines at once."""
 
     type: ClassVar[str] = "buildkite"
-    Settings: ClassVar[type[BaseModel]] = Settings
+    Settings: ClassVar[builtins.type[BaseModel]] = Settings
     # Numbers only grow within a pipeline, but one number finishes again after a retry or an
     # unblock, and the listing is by time: the core's ledger says what was sent.
     sequential: ClassVar[bool] = False

@@ -7,6 +7,7 @@ project), builds are read in ranged pages newest first, and stages come from one
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections import OrderedDict
@@ -102,7 +103,7 @@ class Settings(BaseModel):
 
 class JenkinsConnector(RecentBuilds, GetBuild):
     type: ClassVar[str] = "jenkins"
-    Settings: ClassVar[type[BaseModel]] = Settings
+    Settings: ClassVar[builtins.type[BaseModel]] = Settings
     sequential: ClassVar[bool] = True
 
     def __init__(self, spec: ServerSpec, services: Services | None = None) -> None:
@@ -292,7 +293,7 @@ class JenkinsConnector(RecentBuilds, GetBuild):
 
     def scan(
         self, job: JobRef, cursor: JobCursor, wanted: Callable[[int], bool]
-    ) -> Iterator[Build | Unfinished]:
+    ) -> Iterator[Build | Unfinished | Broken]:
         """Builds newer than the watermark, newest first, in ranged pages."""
         stop, since = cursor.watermark, cursor.since_ms
         size = PAGE
@@ -524,7 +525,8 @@ class JenkinsConnector(RecentBuilds, GetBuild):
         if not self.spec.stages or "WorkflowRun" not in raw.get("_class", ""):
             return None
         if runs and raw["number"] in runs:
-            return runs[raw["number"]]
+            found: tuple[Stage, ...] | None = runs[raw["number"]]
+            return found
         try:
             data = self.get_json(f"{job.url}{raw['number']}/wfapi/describe", fullStages="true")
         except NotFound:
@@ -623,7 +625,7 @@ def _commits(raw: dict[str, Any], git: dict[str, Any]) -> Iterator[str]:
 def _branch(git: dict[str, Any]) -> str | None:
     branches = (git.get("lastBuiltRevision") or {}).get("branch") or []
     name = branches[0].get("name") if branches and isinstance(branches[0], dict) else None
-    if not name:
+    if not isinstance(name, str) or not name:
         return None
     if name.startswith("refs/remotes/"):
         return name.split("/", 3)[3] if name.count("/") >= 3 else name

@@ -30,10 +30,13 @@ class _Retry(Retry):
     """Retries as configured, except a failed TLS handshake: a certificate the client does
     not trust will not be trusted a second later, so it is the operator's to fix at once."""
 
-    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+    def increment(  # type: ignore[override]  # the same call, typed loosely upstream
+        self, *args: Any, **kwargs: Any
+    ) -> Retry:
         error = kwargs.get("error")
         if isinstance(error, SSLError):
-            raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", error) from error
+            pool: Any = kwargs.get("_pool")
+            raise MaxRetryError(pool, kwargs.get("url") or "", error) from error
         return super().increment(*args, **kwargs)
 
 

@@ -38,6 +38,7 @@ overlap are remembered in the cursor, so seeing them again costs nothing.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 import threading
@@ -160,7 +161,7 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
     """One TeamCity server. Thread-safe: the core scans several configurations at once."""
 
     type: ClassVar[str] = "teamcity"
-    Settings: ClassVar[type[BaseModel]] = Settings
+    Settings: ClassVar[builtins.type[BaseModel]] = Settings
     # Ids are server-wide, so a configuration's ids have gaps, and builds finish out of id
     # order: no number watermark; the core's ledger says what was sent (connectors/base.py).
     sequential: ClassVar[bool] = False

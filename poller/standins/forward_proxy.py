@@ -187,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if conn.sock is None:
                 conn.connect()
+                assert conn.sock is not None
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             conn.request(method, path or "/", body=body, headers=headers)

@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         """Read the whole request body (Content-Length or chunked) to keep keep-alive in sync."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -180,9 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
         if fake.portal is not None:  # the POST never reaches SEI
-            status, html, headers = fake.portal
-            fake._record(status, None)
-            self._send(status, html, "text/html;charset=utf-8", dict(headers))
+            code, html, extra = fake.portal
+            fake._record(code, None)
+            self._send(code, html, "text/html;charset=utf-8", dict(extra))
             return
         if not fake._enter():
             # A gateway over its in-flight limit refuses at once, before any work.

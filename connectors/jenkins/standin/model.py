@@ -77,7 +77,7 @@ class _Item(_Bean):
         # branch name ("feature%2Fx" is shown as "feature/x").
         decoded = parent is not None and parent.kind == "multibranch"
         self.display = unquote(name) if decoded else name
-        self.fdn = (
+        self.fdn: str = (
             self.display
             if parent is None or isinstance(parent, _Root)
             else f"{parent.fdn} » {self.display}"
@@ -244,23 +244,28 @@ class _Explicit:
 
     @property
     def number(self) -> int:
-        return self.data["number"]
+        value: int = self.data["number"]
+        return value
 
     @property
     def result(self) -> str | None:
-        return self.data["result"]
+        value: str | None = self.data["result"]
+        return value
 
     @property
     def building(self) -> bool:
-        return self.data["building"]
+        value: bool = self.data["building"]
+        return value
 
     @property
     def timestamp(self) -> int:
-        return self.data["timestamp"]
+        value: int = self.data["timestamp"]
+        return value
 
     @property
     def duration(self) -> int:
-        return self.data["duration"]
+        value: int = self.data["duration"]
+        return value
 
     def artifacts(self) -> list[dict[str, Any]]:
         return self.data.get("artifacts") or []
@@ -531,7 +536,8 @@ _PIPELINE_JOB_KEYS = (*_JOB_KEYS, "concurrentBuild", "resumeBlocked")
 
 def _job_actions(job: _Job) -> list[dict[str, Any]]:
     if job.pipeline:
-        return _fixtures().pipeline_job["actions"]
+        actions: list[dict[str, Any]] = _fixtures().pipeline_job["actions"]
+        return actions
     return [{}, {}, {"_class": "com.cloudbees.plugins.credentials.ViewCredentialsAction"}]
 
 

@@ -76,15 +76,21 @@ def seed_demo(fj: FakeJenkins, *, now_ms: int | None = None) -> None:
         "branch": "refs/remotes/origin/main",
         "remote": "https://github.com/acme/jenkins-shared-lib.git",
     }
-    deploy = [(1, "SUCCESS"), (3, "ABORTED"), (5, "SUCCESS"), (6, "FAILURE"), (6, None)]
-    for n, (upstream, result) in enumerate(deploy, start=1):
-        building = result is None
+    deploy: list[tuple[int, str | None]] = [
+        (1, "SUCCESS"),
+        (3, "ABORTED"),
+        (5, "SUCCESS"),
+        (6, "FAILURE"),
+        (6, None),
+    ]
+    for n, (upstream, outcome) in enumerate(deploy, start=1):
+        building = outcome is None
         start = now - 2 * minute if building else now - (7 - upstream) * day - hour
         dur = 240_000
         fj.add_build(
             "team/deploy",
             n,
-            result=result,
+            result=outcome,
             building=building,
             timestamp=start,
             duration=dur,
@@ -108,7 +114,7 @@ def seed_demo(fj: FakeJenkins, *, now_ms: int | None = None) -> None:
                 },
             ],
             change_ids=[_sha("acme/deploy", n, "c")] if n % 2 else None,
-            stages=_deploy_stages(start, now - start if building else dur, result),
+            stages=_deploy_stages(start, now - start if building else dur, outcome),
         )
 
     svc_remote = "git@github.com:acme/svc.git"

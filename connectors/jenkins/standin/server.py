@@ -269,7 +269,7 @@ def _route_item(
         return 200, _JSON, _dumps(_prune(item, _tree(query, default)), pretty)
     if isinstance(item, _Root) and rest == ["me", "api", "json"]:
         uid = user or "anonymous"
-        me = {
+        me: dict[str, Any] = {
             "_class": "hudson.model.User",
             "absoluteUrl": f"{fj.url}user/{_enc(uid)}",
             "description": None,
@@ -299,7 +299,7 @@ def _route_item(
             # the name is the display name, "#N" unless a pipeline set its own).
             full = query.get("fullStages") == "true"
             since = (query.get("since") or "").strip() or None
-            runs = []
+            runs: list[dict[str, Any]] = []
             for n in reversed(item.nums):
                 if len(runs) >= 10:
                     break

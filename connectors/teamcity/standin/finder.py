@@ -192,7 +192,7 @@ def _branch_filter(loc: Locator) -> Callable[[Build], bool]:
         frozenset({"name", "default"}),
     )
     default = _bool(sub, "default")
-    name = sub.get("name")
+    wanted = sub.get("name")
 
     def ok(b: Build) -> bool:
         is_default = b.branch is None or bool(b.default_branch)
@@ -200,7 +200,7 @@ def _branch_filter(loc: Locator) -> Callable[[Build], bool]:
             return False
         if default is False and is_default:
             return False
-        return not (name is not None and b.branch != name)
+        return not (wanted is not None and b.branch != wanted)
 
     return ok
 
@@ -251,7 +251,7 @@ def _time_filters(loc: Locator) -> tuple[list[Callable[[Build], bool]], int | No
                 value = getattr(b, attr)
                 if value is None or (attr == "finish_ms" and b.state != "finished"):
                     return False
-                s = value // 1000
+                s = int(value) // 1000
                 return s > bound if c == "after" else s < bound if c == "before" else s == bound
 
             filters.append(check)

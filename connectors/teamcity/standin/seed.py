@@ -24,7 +24,10 @@ def seed_demo(tc: FakeTeamCity) -> None:
     tc.add_build_type("Backend_Services_Deploy", "Deploy", "Backend_Services", type="deployment")
     tc.add_build_type("Backend_RunAll", "--> Run :: All", "Backend", type="composite")
     tc.add_user("alice", "Alice Doe")
-    rev = [(app, "a" * 40, "refs/heads/main"), (lib, "b" * 40, "refs/heads/main")]
+    rev: list[tuple[str, str, str | None]] = [
+        (app, "a" * 40, "refs/heads/main"),
+        (lib, "b" * 40, "refs/heads/main"),
+    ]
     tc.add_build(
         "Backend_Build",
         queued=t0,

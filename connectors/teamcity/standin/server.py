@@ -178,7 +178,7 @@ def _rest(tc: FakeTeamCity, r: Render, rest: list[str], query: dict[str, str]) -
             return tc.version
         case ["users", "current"] | ["users", "current", ""]:
             u = tc.users[tc.username]
-            entity = {
+            entity: dict[str, Any] = {
                 "username": u.username,
                 "name": u.name,
                 "id": u.id,
@@ -234,7 +234,7 @@ def _rest(tc: FakeTeamCity, r: Render, rest: list[str], query: dict[str, str]) -
             return prune(r.build_type(bt), _spec(query, DEFAULT_BUILD_TYPE))
         case ["builds"] | ["builds", ""]:
             page, nxt = find_builds(tc, query.get("locator"))
-            entity: dict[str, Any] = {
+            entity = {
                 "count": len(page),
                 "href": _href(tc, "/app/rest/builds", query.get("locator")),
                 "build": [r.build(b) for b in page],

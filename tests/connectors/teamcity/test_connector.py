@@ -598,7 +598,6 @@ def _owed(env: Env) -> list[int]:
         return [r[0] for r in db.execute("SELECT number FROM owed ORDER BY number")]
 
 
-@pytest.mark.usefixtures("no_retry_pauses")
 def test_a_scan_that_fails_owes_what_the_server_cursor_passed(env: Env) -> None:
     """The server cursor moves with the poll; the build it named for a configuration whose
     scan then failed is owed, and read by id at the next poll (issue 26)."""
@@ -619,7 +618,6 @@ def test_a_scan_that_fails_owes_what_the_server_cursor_passed(env: Env) -> None:
     assert any(r.path == f"/tc/app/rest/builds/id:{soak}" for r in tc.requests)
 
 
-@pytest.mark.usefixtures("no_retry_pauses")
 def test_a_build_parked_by_a_scan_that_failed_is_retried_by_id(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
