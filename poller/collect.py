@@ -282,7 +282,11 @@ class Collector:
     def _polled(self, result: PollResult, started: float) -> None:
         if self.metrics is not None:
             self.metrics.poll_done(
-                result.server, result.ok, time.monotonic() - started, result.enqueued
+                result.server,
+                result.ok,
+                time.monotonic() - started,
+                result.enqueued,
+                reached=result.error is None,
             )
         self.sink.polled(result.server, result.ok, time.monotonic() - started, result.problem)
         log.info(

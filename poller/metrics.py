@@ -1,7 +1,10 @@
-"""Prometheus metrics: counters fed as things happen, outbox gauges read at scrape time.
+"""Prometheus metrics and health endpoints, on the daemon's own listener.
 
-Outbox depth and oldest pending age come from a custom collector that asks the state
-database on every scrape, so they can never drift from the truth.
+Counters are fed as things happen; what the state database knows (outbox depth, pending
+age, parked and given-up builds, the database's size) is read at scrape time by a collector,
+so it can never drift from the truth. The standard process, platform and GC collectors sit
+on the same registry. The listener also answers `/healthz` (the process is up) and
+`/readyz` (every server reached lately, SEI taking payloads): see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -10,11 +13,21 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from poller import __version__
 from poller.errors import ConfigError
+from poller.health import HealthServer
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -31,12 +44,73 @@ class _Outbox(Collector):
         for status, n in sorted(counts.items()):
             depth.add_metric([status], n)
         yield depth
+        now = time.time()
         oldest = self.state.oldest_pending_at()
         yield GaugeMetricFamily(
             "sei_poller_outbox_oldest_pending_age_seconds",
             "Age of the oldest payload not yet accepted by SEI",
-            value=0.0 if oldest is None else max(0.0, time.time() - oldest),
+            value=0.0 if oldest is None else max(0.0, now - oldest),
         )
+        yield from self._per_server(now)
+        yield from self._database()
+
+    def _per_server(self, now: float) -> Iterator[GaugeMetricFamily]:
+        facts = self.state.server_facts()
+        families = {
+            "parked": GaugeMetricFamily(
+                "sei_poller_parked_builds",
+                "Finished builds whose details keep failing, waiting for another try",
+                labels=["server"],
+            ),
+            "dead": GaugeMetricFamily(
+                "sei_poller_dead_letters",
+                "Payloads SEI rejected for good (given up), until retried",
+                labels=["server"],
+            ),
+            "owed": GaugeMetricFamily(
+                "sei_poller_owed_builds",
+                "Builds a failed scan owes: read again by number at the next poll",
+                labels=["server"],
+            ),
+            "pending_age": GaugeMetricFamily(
+                "sei_poller_server_oldest_pending_age_seconds",
+                "Age of the server's oldest payload not yet accepted by SEI",
+                labels=["server"],
+            ),
+            "delivered": GaugeMetricFamily(
+                "sei_poller_last_delivery_timestamp_seconds",
+                "When SEI last accepted a payload of this server",
+                labels=["server"],
+            ),
+        }
+        for server, f in sorted(facts.items()):
+            families["parked"].add_metric([server], f["parked"])
+            families["dead"].add_metric([server], f["dead"])
+            families["owed"].add_metric([server], f["owed"])
+            oldest = f["oldest_pending_at"]
+            families["pending_age"].add_metric([server], 0.0 if oldest is None else now - oldest)
+            if f["last_sent_at"] is not None:
+                families["delivered"].add_metric([server], f["last_sent_at"])
+        yield from families.values()
+
+    def _database(self) -> Iterator[GaugeMetricFamily]:
+        size, free, total = self.state.disk()
+        yield GaugeMetricFamily(
+            "sei_poller_state_database_bytes",
+            "Size of the state database, its WAL included",
+            value=size,
+        )
+        if free is not None and total is not None:
+            yield GaugeMetricFamily(
+                "sei_poller_state_filesystem_avail_bytes",
+                "Space left for the state database on its filesystem",
+                value=free,
+            )
+            yield GaugeMetricFamily(
+                "sei_poller_state_filesystem_size_bytes",
+                "Size of the filesystem that holds the state database",
+                value=total,
+            )
 
 
 class Metrics:
@@ -44,6 +118,17 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "sei_poller_build_info",
+            "The running sei-poller's version: always 1",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+        self.health: HealthServer | None = None
         self.discovered = Counter(
             "sei_poller_builds_discovered", "Finished builds enqueued", ["server"], registry=r
         )
@@ -68,6 +153,13 @@ class Metrics:
             ["server"],
             registry=r,
             buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+        )
+        self.polls = Counter(
+            "sei_poller_polls",
+            "Polls by outcome: ok; partial (the server answered, some jobs or builds failed);"
+            " failed (the server could not be read)",
+            ["server", "outcome"],
+            registry=r,
         )
         self.last_ok = Gauge(
             "sei_poller_last_successful_poll_timestamp_seconds",
@@ -114,17 +206,18 @@ class Metrics:
     def watch_state(self, state: Any) -> None:
         self.registry.register(_Outbox(state))
 
-    def serve(self, listen: str) -> Any:
+    def serve(self, listen: str, readiness: Any = None) -> HealthServer:
+        """`/metrics`, `/healthz` and `/readyz` on `listen` (`host:port`)."""
         host, _, port = listen.rpartition(":")
         try:
-            server, _thread = start_http_server(
-                int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
-            )
+            self.health = HealthServer(
+                host.strip("[]") or "127.0.0.1", int(port), self.registry, readiness
+            ).start()
         except (ValueError, OSError) as exc:
             raise ConfigError(
                 f"cannot listen on {listen!r}: {exc}", where="metrics.listen"
             ) from None
-        return server
+        return self.health
 
     def ci_hook(self, server: str) -> Any:
         def observe(status: int | None, seconds: float) -> None:
@@ -133,14 +226,21 @@ class Metrics:
 
         return observe
 
-    def poll_done(self, server: str, ok: bool, seconds: float, enqueued: int) -> None:
+    def poll_done(
+        self, server: str, ok: bool, seconds: float, enqueued: int, reached: bool = True
+    ) -> None:
         self.poll_seconds.labels(server).observe(seconds)
         self.discovered.labels(server).inc(enqueued)
+        self.polls.labels(server, "ok" if ok else "partial" if reached else "failed").inc()
         if ok:
             self.last_ok.labels(server).set(time.time())
+        if self.health is not None and self.health.readiness is not None:
+            self.health.readiness.polled(server, reached)
 
     def outcome(self, item: Any, outcome: Any) -> None:
         self.sei_requests.labels(str(outcome.status or "error")).inc()
         self.sei_latency.observe(outcome.seconds)
         counter = {"sent": self.sent, "dead": self.dead}.get(outcome.kind, self.failed)
         counter.labels(item.server).inc()
+        if outcome.kind == "sent" and self.health is not None and self.health.readiness:
+            self.health.readiness.accepted()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -691,6 +692,53 @@ class State:
         out = {PENDING: 0, SENT: 0, DEAD: 0}
         out.update({s: c for s, c in rows})
         return out
+
+    def server_facts(self) -> dict[str, dict[str, Any]]:
+        """Per server, for the metrics: parked, dead-lettered and owed builds, the oldest
+        pending payload and the last acceptance."""
+        facts: dict[str, dict[str, Any]] = {}
+
+        def row(server: str) -> dict[str, Any]:
+            return facts.setdefault(
+                server,
+                {
+                    "parked": 0,
+                    "dead": 0,
+                    "owed": 0,
+                    "oldest_pending_at": None,
+                    "last_sent_at": None,
+                },
+            )
+
+        for (server,) in self.db.execute("SELECT server FROM servers").fetchall():
+            row(server)
+        for server, n in self.db.execute(
+            "SELECT server, COUNT(*) FROM problems WHERE kind = 'build' GROUP BY server"
+        ).fetchall():
+            row(server)["parked"] = n
+        for server, n in self.db.execute(
+            "SELECT server, COUNT(*) FROM owed GROUP BY server"
+        ).fetchall():
+            row(server)["owed"] = n
+        for server, dead, oldest, sent in self.db.execute(
+            "SELECT server, SUM(status = 'dead'), MIN(CASE WHEN status = 'pending' THEN"
+            " created_at END), MAX(sent_at) FROM outbox GROUP BY server"
+        ).fetchall():
+            r = row(server)
+            r["dead"], r["oldest_pending_at"], r["last_sent_at"] = int(dead or 0), oldest, sent
+        return facts
+
+    def disk(self) -> tuple[int, int | None, int | None]:
+        """Bytes the database takes (its WAL included); bytes free and in all beside it."""
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                size += os.stat(str(self.path) + suffix).st_size
+        try:
+            usage = shutil.disk_usage(self.path.parent)
+        except OSError:
+            return size, None, None
+        return size, usage.free, usage.total
 
     def oldest_pending_at(self) -> float | None:
         row = self.db.execute(

@@ -61,12 +61,14 @@ def metrics(cfg: Config, state: State) -> Metrics | None:
     """Serve Prometheus metrics when `[metrics] listen` is set."""
     if not cfg.metrics.listen:
         return None
+    from poller.health import Readiness
     from poller.metrics import Metrics  # prometheus-client only when asked for
 
     registry = Metrics()
     registry.watch_state(state)
-    registry.serve(cfg.metrics.listen)
-    log.info("metrics served", listen=cfg.metrics.listen)
+    intervals = {s.name: s.config.poll_interval for s in cfg.servers}
+    registry.serve(cfg.metrics.listen, Readiness(state, intervals))
+    log.info("metrics served", listen=cfg.metrics.listen, paths="/metrics /healthz /readyz")
     return registry
 
 
