@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import structlog
 from pydantic import (
@@ -26,7 +26,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
+    StrictBool,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -36,6 +39,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from poller import network
+from poller import rules as rulebook
 from poller.errors import ConfigError
 from poller.model import ServerSpec
 from poller.timeparse import parse_duration, parse_since
@@ -152,6 +156,12 @@ def _check_file(value: Any, info: ValidationInfo) -> str:
     return str(path)
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise _invalid()
+
+
 def _check_proxy(value: Any) -> Any:
     if not isinstance(value, str) or value.strip().lower() == "none":
         return value
@@ -249,6 +259,26 @@ class MetricsConfig(_Strict):
         return value
 
 
+class RuleConfig(_Strict):
+    """One `[[servers.rules]]` / `[[defaults.rules]]` table (see poller/rules.py)."""
+
+    jobs: Globs = Field(description=GLOBS)
+    project_name: str | None = Field(
+        default=None,
+        description="text in quotes; {1}, {2}, ... and {name} take the job name's parts",
+    )
+    themes: Annotated[tuple[str, ...], BeforeValidator(_strings)] | None = Field(
+        default=None, description='a list of themes in quotes, like ["platform", "backend"]'
+    )
+    cd: StrictBool | None = Field(default=None, description="true or false")
+    cfr_status: StrictBool | Literal["result"] | None = Field(
+        default=None, description='true, false, or "result"'
+    )
+
+
+_RULES_TYPE = tuple[RuleConfig, ...]
+
+
 class ServerConfig(BaseModel):
     """Keys every server has, whatever its type; the rest belong to its connector."""
 
@@ -264,6 +294,7 @@ class ServerConfig(BaseModel):
     include: Globs = Field(default=("**",), description=GLOBS)
     exclude: Globs = Field(default=(), description=GLOBS)
     cd_jobs: Globs = Field(default=(), description=GLOBS)
+    rules: tuple[RuleConfig, ...] = Field(default=(), description="[[servers.rules]] tables")
     stages: bool = Field(default=True, description="true or false")
     project_name: str = Field(default="", description="text in quotes")
     verify_tls: VerifyTls = Field(default=True, description=VERIFY_TLS)
@@ -295,6 +326,26 @@ class ServerConfig(BaseModel):
     @classmethod
     def _slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    _inherited_rules: int = PrivateAttr(default=0)  # how many of `rules` are `[defaults]`'
+
+    def payload_rules(self) -> list[rulebook.Rule]:
+        """`cd_jobs` and `project_name` first, then the rules (`[defaults]`' before ours)."""
+        out = rulebook.legacy(self.cd_jobs, self.project_name)
+        shared = self._inherited_rules
+        for i, r in enumerate(self.rules):
+            where = f"defaults.rules[{i}]" if i < shared else f"rules[{i - shared}]"
+            out.append(
+                rulebook.Rule(
+                    jobs=r.jobs,
+                    project_name=r.project_name,
+                    themes=r.themes,
+                    cd=r.cd,
+                    cfr_status=r.cfr_status,
+                    where=where,
+                )
+            )
+        return out
 
 
 def _servers_list(value: Any) -> Any:
@@ -488,11 +539,12 @@ def _servers(
 
     seen: set[str] = set()
     out = []
+    shared = _default_rules(root.defaults.get("rules"), file, errors)
     for i, table in enumerate(root.servers):
-        merged = {**root.defaults, **table}
+        merged = {**{k: v for k, v in root.defaults.items() if k != "rules"}, **table}
         name = table.get("name")
         label = f"servers[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
-        inherited = frozenset(root.defaults) - frozenset(table)
+        inherited = frozenset(root.defaults) - frozenset(table) - {"rules"}
         filled = from_files.get(f"servers[{i}]", set()) | (from_files["defaults"] & inherited)
         renamed = {k: f"{k}_file" for k in filled}
         if "url" not in merged and isinstance(merged.get("type"), str):
@@ -511,6 +563,9 @@ def _servers(
         if common.name in seen:
             errors.append(f"{file}: {label}.name: duplicate server name {common.name!r}")
             continue
+        if shared:  # `[defaults]`' rules come first, each server's after them
+            common = common.model_copy(update={"rules": (*shared, *common.rules)})
+            common._inherited_rules = len(shared)
         seen.add(common.name)
         try:
             cls = connector_class(common.type)
@@ -531,6 +586,28 @@ def _servers(
         if ep is not None:
             out.append(Server(common, _spec(common, settings, ep)))
     return tuple(out)
+
+
+_RULES: TypeAdapter[tuple[RuleConfig, ...]] = TypeAdapter(_RULES_TYPE)
+
+
+def _default_rules(raw: Any, file: Path, errors: list[str]) -> tuple[RuleConfig, ...]:
+    """`[[defaults.rules]]`, checked once, so a mistake is named where it was written."""
+    if raw is None:
+        return ()
+    try:
+        return _RULES.validate_python(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            key = "defaults.rules" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
+            )
+            leaf = next((str(p) for p in reversed(loc) if isinstance(p, str)), "rules")
+            field = RuleConfig.model_fields.get(leaf)
+            known = frozenset(RuleConfig.model_fields)
+            errors.append(f"{file}: {key}: {_message(err, leaf, field, known, '')}")
+        return ()
 
 
 def _spec(common: ServerConfig, settings: Any, ep: network.Endpoint) -> ServerSpec:
@@ -636,6 +713,9 @@ def _locate(
         leaf = part
         field = current.model_fields.get(part)
         annotation = field.annotation if field is not None else None
+        args = get_args(annotation)
+        if get_origin(annotation) in (tuple, list) and args:
+            annotation = args[0]  # a list of tables: the index comes next, then its keys
         nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         current = annotation if nested else None  # type: ignore[assignment]
     return ".".join(parts), leaf, field, known

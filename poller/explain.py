@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from connectors.base import Connector, GetBuild
 from poller import logs, wiring
+from poller import rules as rulebook
 from poller.config import Config, Server
 from poller.errors import ConfigError, ConnectorError, NotFound, SeiPollerError
 from poller.globs import selected
@@ -40,6 +41,8 @@ class Explained:
     url: str
     payload: dict[str, Any] | None
     findings: list[Finding]
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    deployment: bool | None = None  # the connector's own idea, before the rules
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,8 @@ class Explained:
             "build": self.number,
             "url": self.url,
             "payload": self.payload,
+            "rules": self.rules,
+            "connector_deployment": self.deployment,
             "findings": [asdict(f) for f in self.findings],
             "complete": not self.findings,
         }
@@ -102,7 +107,17 @@ def explain(cfg: Config, server: Server, job_name: str, number: int) -> Explaine
     )
     url = build.url if build is not None and build.url else (getattr(item, "url", "") or job.url)
     found = findings(build, payload, ctx)
-    return Explained(server.name, job.full_name, number, url, payload, found)
+    matched = rulebook.apply(c.payload_rules(), job.full_name).matched
+    applied = [
+        {"rule": r.where, "jobs": list(r.jobs), **{f: _plain(getattr(r, f)) for f in r.sets()}}
+        for r in matched
+    ]
+    deployment = build.deployment if build is not None else None
+    return Explained(server.name, job.full_name, number, url, payload, found, applied, deployment)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def render(result: Explained) -> str:
@@ -112,6 +127,16 @@ def render(result: Explained) -> str:
     else:
         lines.append("payload, exactly as `once` would send it (nothing was sent or written):")
         lines.append(json.dumps(result.payload, indent=2, ensure_ascii=False))
+    if result.deployment is not None:
+        kind = "a deployment" if result.deployment else "not a deployment"
+        lines.append(f"the connector calls it {kind}; the rules below may say otherwise")
+    if result.rules:
+        lines.append(f"rules matching {result.job} ({len(result.rules)}), the last one wins:")
+        for r in result.rules:
+            sets = ", ".join(
+                f"{k} = {json.dumps(v)}" for k, v in r.items() if k not in ("rule", "jobs")
+            )
+            lines.append(f"  {r['rule']} {json.dumps(r['jobs'])}: {sets}")
     if not result.findings:
         lines.append("complete: SEI can use all of it, lead time included")
     else:

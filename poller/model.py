@@ -143,6 +143,9 @@ class Build:
     # identity: state, include/exclude and cd_jobs globs all match it. None: the same name.
     report_full_name: str | None = None
     report_qualified_name: str | None = None
+    # The connector's own idea of whether this run is a deployment (a Bamboo deployment, a
+    # GoCD deploy stage): the default that payload rules (`cd = ...`) refine. None: a build.
+    deployment: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from poller.globs import matches
+from poller import rules
 from poller.model import Artifact, Build, Stage, Step
 
 _EXECUTION_NS = uuid.UUID("6f1c2b0e-5c43-4a7e-9a55-3b8f0b5c9e21")
@@ -21,7 +21,9 @@ _EXECUTION_NS = uuid.UUID("6f1c2b0e-5c43-4a7e-9a55-3b8f0b5c9e21")
 
 def to_sei(build: Build, server: Any) -> dict[str, Any]:
     """The flat payload SEI's `/v1/custom-cicd` takes; `server` is a ServerConfig."""
-    is_cd = matches(build.job_full_name, server.cd_jobs)  # globs match the job's own name
+    # Rules match the job's own name (as include/exclude do), whatever name SEI is sent.
+    fields = rules.apply(server.payload_rules(), build.job_full_name)
+    is_cd = fields.cd if fields.cd is not None else bool(build.deployment)
     name = build.report_full_name or build.job_full_name
     payload: dict[str, Any] = {
         "pipeline": build.pipeline,
@@ -45,8 +47,13 @@ def to_sei(build: Build, server: Any) -> dict[str, Any]:
     payload.update(_artifacts(build.artifacts))
     if build.url:
         payload["web_url"] = strip_userinfo(build.url)
-    if server.project_name:
-        payload["project_name"] = server.project_name
+    if fields.project_name:
+        payload["project_name"] = fields.project_name
+    if fields.themes is not None:
+        payload["themes"] = list(fields.themes)
+    cfr = rules.cfr(fields.cfr_status, build.result)
+    if cfr is not None:
+        payload["cfr_status"] = cfr
     return payload
 
 

@@ -86,6 +86,12 @@ def survey(
         *_idle("include", cfg.include, [j.full_name for j in jobs]),
         *_idle("exclude", cfg.exclude, included),
         *_idle("cd_jobs", cfg.cd_jobs, names),
+        *(
+            f"{r.where} {_globs(r.jobs)}"
+            for r in cfg.payload_rules()
+            if r.where not in ("cd_jobs", "project_name")
+            and not any(matches(n, r.jobs) for n in names)
+        ),
     )
     since = parse_since(cfg.backfill_since, now=now)
     since_ms = None if since is None else int(since.timestamp() * 1000)
@@ -207,6 +213,7 @@ def report(server: Server, scope: Scope) -> tuple[str, list[str]]:
         jobs += f"; cd_jobs {_globs(cfg.cd_jobs)} makes {scope.deployments:,} of them deployments"
     lines = [jobs]
     lines.extend(f"{p} matches no job" for p in scope.idle)
+    lines.extend(_overridden(cfg.payload_rules()))
     window = "all history" if scope.since is None else f"since {_when(scope.since)}"
     lines.append(
         f"backfill_since {json.dumps(_since_text(cfg.backfill_since))} ({window}): "
@@ -224,6 +231,24 @@ def report(server: Server, scope: Scope) -> tuple[str, list[str]]:
         status = "WARN" if status == "ok" else status
         lines.append("nothing to poll: no job matches include/exclude")
     return status, lines
+
+
+def _overridden(rules: list[Any]) -> list[str]:
+    """Where `cd_jobs` or `project_name` and a rule both set a field: the rule wins."""
+    out = []
+    for old in (r for r in rules if r.where in ("cd_jobs", "project_name")):
+        field = "cd" if old.where == "cd_jobs" else "project_name"
+        later = [
+            r.where
+            for r in rules
+            if r.where not in ("cd_jobs", "project_name") and getattr(r, field) is not None
+        ]
+        if later:
+            out.append(
+                f"{old.where} and {', '.join(later)} all set {field}: where a rule matches a"
+                " job, the last matching rule wins"
+            )
+    return out
 
 
 def _builds(c: Count) -> str:

@@ -121,7 +121,18 @@ def test_complete_build_shows_what_once_would_send_and_exits_0(
 def test_json_output(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.jenkins.add_build("team/api", 1, timestamp=T0, duration=10)
     data = _json(env, capsys, "team/api", 1)
-    assert set(data) == {"server", "job", "build", "url", "payload", "findings", "complete"}
+    assert set(data) == {
+        "server",
+        "job",
+        "build",
+        "url",
+        "payload",
+        "rules",
+        "connector_deployment",
+        "findings",
+        "complete",
+    }
+    assert data["rules"] == [] and data["connector_deployment"] is None
     assert (data["server"], data["job"], data["build"], data["complete"]) == (
         "jenkins-main",
         "team/api",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from poller.config import ServerConfig
 from poller.model import Artifact, Build, Cause, Param, Stage, Step
 from poller.payload import execution_id, iso_time, normalize_repo_url, strip_userinfo, to_sei
 
-SERVER = SimpleNamespace(
+SERVER = ServerConfig(
+    name="jenkins-1",
+    type="jenkins",
     instance_name="Jenkins-1",
     instance_guid="666ba79b-3f3d-4236-ac04-4686ce526705",
     url="https://bot:tok@jenkins.example.com/",

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from poller.config import ServerConfig
 from poller.model import Build, Cause, Stage
 from poller.payload import to_sei
 from poller.quality import Context, Facts, Handled, facts, findings, repo_parsed
 
-SERVER = SimpleNamespace(
+SERVER = ServerConfig(
+    name="jenkins-1",
+    type="jenkins",
     instance_name="Jenkins-1",
     instance_guid="666ba79b-3f3d-4236-ac04-4686ce526705",
     url="https://jenkins.example.com/",
-    cd_jobs=(),
-    project_name="",
 )
 
 

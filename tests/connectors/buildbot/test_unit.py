@@ -14,7 +14,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from werkzeug import Request, Response
 
 import connectors.buildbot.connector as bbmod
 from connectors.buildbot.connector import BuildbotConnector, Settings
+from poller.config import ServerConfig
 from poller.errors import ConnectorError, NotFound
 from poller.model import Build, Cause, JobCursor, JobRef, Param, ServerSpec, Stage, Unfinished
 from poller.payload import execution_id, iso_time, to_sei
@@ -384,8 +384,8 @@ def test_owner_is_the_login_on_a_master_with_auth(
 
 def test_whole_payload(bb: BuildbotConnector) -> None:
     """One build end to end through the core's pure `to_sei`, compared whole."""
-    server = SimpleNamespace(
-        instance_name="Buildbot", instance_guid=GUID, url=bb.base, cd_jobs=(), project_name=""
+    server = ServerConfig(
+        name="bb", type="buildbot", instance_name="Buildbot", instance_guid=GUID, url=bb.base
     )
     payload = to_sei(_built(bb, "multi")[1], server)
     steps = [
