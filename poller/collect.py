@@ -267,6 +267,8 @@ class Collector:
                 todo.append((job, True))
             elif is_new and job.last_build is None and sequential:
                 continue  # never built: nothing to read
+            elif is_new and sequential and _before(job, bound):
+                self._nothing_in_range(job, bound)
             elif is_new and new_jobs == "defer":
                 result.new_jobs.append(job)
             elif (
@@ -278,6 +280,19 @@ class Collector:
             else:
                 todo.append((job, False))
         return todo
+
+    def _nothing_in_range(self, job: JobRef, bound: int | None) -> None:
+        """A new job whose newest build started before the window: known, nothing to send,
+        no request (build numbers only grow, so every older build started earlier too)."""
+        assert job.last_build is not None
+        update = JobUpdate(
+            job.last_build,
+            job.last_build + 1,
+            job.last_build,
+            job.last_completed,
+            covered_ms=bound,
+        )
+        self.sink.enqueue(self.server.name, job.full_name, [], update)
 
     def _polled(self, result: PollResult, started: float) -> None:
         if self.metrics is not None:
@@ -336,6 +351,16 @@ def _covered(js: JobState | None, bound: int | None) -> bool:
     if js is None or js.watermark is None or js.covered_ms is None:
         return False
     return js.covered_ms <= (bound or 0)
+
+
+def _before(job: JobRef, bound: int | None) -> bool:
+    """The job's newest build started before `bound`: nothing of it is in range."""
+    return (
+        bound is not None
+        and job.last_build is not None
+        and job.last_started_ms is not None
+        and job.last_started_ms < bound
+    )
 
 
 def _idle(job: JobRef, js: JobState | None) -> bool:

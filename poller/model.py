@@ -55,6 +55,9 @@ class JobRef:
     branch: str | None = None
     last_build: int | None = None
     last_completed: int | None = None
+    # When the newest build started (epoch ms), if discovery says: a new job whose newest
+    # build started before `backfill_since` has nothing in range and costs no request.
+    last_started_ms: int | None = None
     kind: str = ""  # the CI system's own type for the job (a Jenkins `_class`): context only
     # What a server-wide "finished since" query saw (connectors with `server_cursor`): the
     # numbers of this job's builds that finished since the server cursor. None: the

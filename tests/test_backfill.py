@@ -98,6 +98,6 @@ def test_politeness_limits_are_observed_by_the_server(env: Env) -> None:
     assert env.once() == 0
     elapsed = time.monotonic() - started
     requests = len(env.jenkins.requests)
-    assert requests >= 10
+    assert requests >= 9  # the tree in one answer, then 8 job pages
     # n evenly spaced requests span n - 1 intervals of 1/rate
     assert (requests - 1) / elapsed <= 10.5, (requests, elapsed)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, unquote, urlsplit
@@ -59,7 +60,14 @@ UPSTREAM_DEPTH = 10
 UPSTREAM_CACHE = 4096
 CONTAINER_HINTS = ("Folder", "MultiBranchProject", "OrganizationFolder")
 
-JOB_TREE = "name,fullName,url,color,lastBuild[number],lastCompletedBuild[number],jobs[name]{0,1}"
+# What discovery reads of every item: enough to tell a container, and whether a job moved
+# (its newest and newest completed numbers) or has anything inside `backfill_since`.
+ITEM_FIELDS = "name,fullName,url,color,lastBuild[number,timestamp],lastCompletedBuild[number]"
+JOB_TREE = ITEM_FIELDS + ",jobs[name]{0,1}"
+# Folder levels read per request (as python-jenkins' `get_all_jobs(folder_depth=...)`): a
+# controller's whole tree in one answer when it is this deep, deeper folders in more.
+DEPTH = 3
+FIRST_BATCH = 5  # top-level items in the first request, before their size is known
 CAUSE_FIELDS = "causes[userId,upstreamProject,upstreamBuild,upstreamUrl,addr]"
 # Never `actions[*]`: the git plugin's BuildData.buildsByBranchName can be megabytes.
 BUILD_FIELDS = (
@@ -94,6 +102,11 @@ class Settings(BaseModel):
     token: SecretStr | None = None
     # "plugin": report jobs under the names SEI's Jenkins plugin gave them (their directory
     # path on the controller), so a team leaving the plugin keeps one history per job in SEI.
+    jobs_per_request: int = Field(
+        default=10_000,
+        ge=100,
+        description="a whole number of jobs, at least 100: how many one discovery answer holds",
+    )
     naming: Literal["jenkins", "plugin"] = Field(
         default="jenkins",
         description='"jenkins" (Jenkins\' full names) or "plugin" (the names SEI\'s Jenkins'
@@ -121,6 +134,7 @@ class JenkinsConnector(RecentBuilds, GetBuild):
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._upstream: OrderedDict[tuple[str, int], list[dict[str, Any]] | None] = OrderedDict()
         self._upstream_lock = threading.Lock()
+        self._settings = settings
         self._plugin_naming = settings.naming == "plugin"
         # Every item's kind (folder, multibranch, ...) by full name, learnt by discovery: how
         # its children are laid out on disk, for plugin naming.
@@ -241,55 +255,83 @@ class JenkinsConnector(RecentBuilds, GetBuild):
         ]
 
     def discover(self) -> Iterator[JobRef | Unlisted]:
-        """Every buildable job, one request per container (paged), never one per job.
+        """Every buildable job, `DEPTH` folder levels per request, top-level items in batches
+        of about `jobs_per_request` jobs: an idle poll of 20,000 jobs in 2,200 folders is a
+        few requests. Folders deeper than that are read the same way from there.
 
-        A folder that cannot be listed is reported as `Unlisted` and skipped, so one broken
-        folder never hides the rest of the server; only a failing root fails discovery.
+        A request that fails is retried a level at a time (the folder alone, then each of its
+        folders), so one broken folder is reported as `Unlisted` and hides only itself; only a
+        failing root fails discovery. A folder listed without its children (the token may see
+        it, not inside it) is asked for on its own, which says why.
         """
-        stack: list[tuple[str, str, bool, str]] = [("", self.base, False, "")]
-        while stack:
-            prefix, url, multibranch, project = stack.pop()
+        todo: deque[_Container] = deque([_Container("", self.base, False, "")])
+        while todo:
+            c = todo.popleft()
             try:
-                children = list(self._children(url))
+                items = list(self._nested(c.url, DEPTH))
             except ConnectorError as exc:
-                if not prefix:
-                    raise
-                yield Unlisted(prefix, exc.url or redact_url(url), str(exc))
-                continue
-            for item in children:
-                name = item.get("name") or ""
-                full = item.get("fullName") or (f"{prefix}/{name}" if prefix else name)
-                cls = item.get("_class", "")
-                self._kinds[full] = kind_of(cls)
-                if "jobs" in item or any(h in cls for h in CONTAINER_HINTS):
-                    stack.append((full, self.job_url(full), "MultiBranch" in cls, name))
+                try:
+                    if exc.status is None:  # no answer (down, TLS): asking again won't help
+                        raise
+                    # The folder's own items alone: each of its folders is asked for next.
+                    items = list(self._nested(c.url, 1, peek=False))
+                except ConnectorError as again:
+                    if not c.prefix:
+                        raise again from None
+                    yield Unlisted(c.prefix, exc.url or redact_url(c.url), str(exc))
                     continue
-                yield JobRef(
-                    full_name=full,
-                    pipeline=project if multibranch else name,
-                    url=self.job_url(full),
-                    branch=unquote(name) if multibranch else None,
-                    last_build=_number(item.get("lastBuild")),
-                    last_completed=_number(item.get("lastCompletedBuild")),
-                    kind=cls,
-                )
+            yield from self._walk(items, c, todo)
 
-    def _children(self, url: str) -> Iterator[dict[str, Any]]:
-        start = 0
+    def _walk(
+        self, items: list[dict[str, Any]], c: _Container, todo: deque[_Container]
+    ) -> Iterator[JobRef]:
+        """Jobs of one answer; folders whose children it does not hold go to `todo`."""
+        for item in items:
+            name = item.get("name") or ""
+            full = item.get("fullName") or (f"{c.prefix}/{name}" if c.prefix else name)
+            cls = item.get("_class", "")
+            self._kinds[full] = kind_of(cls)
+            if "jobs" in item or any(h in cls for h in CONTAINER_HINTS):
+                inner = _Container(full, self.job_url(full), "MultiBranch" in cls, name)
+                children = item.get("jobs")
+                if children is None or item.get("_frontier"):
+                    if children != []:  # an empty folder at the frontier has nothing more
+                        todo.append(inner)
+                else:
+                    yield from self._walk(children, inner, todo)
+                continue
+            last = item.get("lastBuild")
+            yield JobRef(
+                full_name=full,
+                pipeline=c.project if c.multibranch else name,
+                url=self.job_url(full),
+                branch=unquote(name) if c.multibranch else None,
+                last_build=_number(last),
+                last_completed=_number(item.get("lastCompletedBuild")),
+                last_started_ms=last.get("timestamp") if isinstance(last, dict) else None,
+                kind=cls,
+            )
+
+    def _nested(self, url: str, depth: int, *, peek: bool = True) -> Iterator[dict[str, Any]]:
+        """A container's items `depth` levels down, top-level items in batches sized so one
+        answer holds about `jobs_per_request` jobs. The deepest level's folders are marked
+        `_frontier`: their children were not asked for (`peek`: whether they have any)."""
+        tree = JOB_TREE if peek else ITEM_FIELDS
+        for _ in range(depth - 1):
+            tree = f"{ITEM_FIELDS},jobs[{tree}]"
+        budget = self._settings.jobs_per_request
+        start, size = 0, FIRST_BATCH if depth > 1 else JOBS_PAGE
         while True:
-            try:
-                page = self.get_json(
-                    url + "api/json", f"jobs[{JOB_TREE}]{{{start},{start + JOBS_PAGE}}}"
-                )
-            except ConnectorError as exc:
-                if start and exc.status == 500:
-                    return  # some folders answer 500 for an empty page past the end
-                raise
-            jobs = page.get("jobs") or []
-            yield from jobs
-            if len(jobs) < JOBS_PAGE:
+            page = self.get_json(url + "api/json", f"jobs[{tree}]{{{start},{start + size}}}")
+            items = page.get("jobs") or []
+            _mark_frontier(items, depth)
+            yield from items
+            if len(items) < size:
                 return
-            start += JOBS_PAGE
+            start += size
+            if depth > 1:  # size the next batch by what this one weighed
+                weight = max(1, _count_jobs(items)) / len(items)
+                size = max(1, min(JOBS_PAGE, int(budget / weight)))
 
     def scan(
         self, job: JobRef, cursor: JobCursor, wanted: Callable[[int], bool]
@@ -563,6 +605,34 @@ def _status_of(exc: Exception) -> int | None:
     cause = exc.__context__
     response = getattr(cause, "response", None)
     return getattr(response, "status_code", None)
+
+
+@dataclass(frozen=True)
+class _Container:
+    """A folder (or multibranch project, organisation folder) to read the items of."""
+
+    prefix: str  # its full name; "" for the root
+    url: str
+    multibranch: bool
+    project: str  # its own name: a multibranch project's branches report it as pipeline
+
+
+def _mark_frontier(items: list[dict[str, Any]], depth: int) -> None:
+    """Flag the folders `depth` levels down: their `jobs` is a peek, not their children."""
+    level = items
+    for _ in range(depth - 1):
+        level = [c for item in level for c in item.get("jobs") or [] if isinstance(c, dict)]
+    for item in level:
+        if "jobs" in item:
+            item["_frontier"] = True
+
+
+def _count_jobs(items: list[dict[str, Any]]) -> int:
+    return sum(
+        _count_jobs(i["jobs"]) if isinstance(i.get("jobs"), list) else 1
+        for i in items
+        if isinstance(i, dict)
+    )
 
 
 def _number(ref: Any) -> int | None:

@@ -159,6 +159,20 @@ class Faults:
                     return f.seconds
         return None
 
+    def breaks(self, path: str, query: str = "") -> int | None:
+        """The status of a `fail` or `break` (not a flaky share, nor a hang) standing on
+        `path`, or None: what a stand-in asks of a part of an answer (a folder listed inside
+        another's, say). Nothing is spent: the part is not a request."""
+        with self._lock:
+            return next(
+                (
+                    f.status
+                    for f in self._faults
+                    if f.kind in ("fail", "break") and f.matches(path, query)
+                ),
+                None,
+            )
+
     def page_for(self, path: str) -> tuple[int, bytes, list[tuple[str, str]]] | None:
         """(status, HTML, headers) when a page answers for the server at ``path``."""
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from .builds import _artifact_list, _bulk_spec, _executor, _make_build
 from .fixtures import _fixtures
@@ -134,6 +134,21 @@ class _Container(_Item):
         del self.children[name]
         self._sorted = None
 
+    def _listable(self) -> bool:
+        """Whether this folder's children may be listed inside another item's answer.
+
+        A fault on the folder's own listing stands for it everywhere: refused (401/403: the
+        token may see the folder, not inside it) leaves its children out (`jobs: null`), as
+        Jenkins' permission filtering does; broken (500, ...) fails the whole answer, as an
+        exception in Jenkins' serialisation does, so a query from the root that reaches into
+        it fails whole."""
+        status = self.fj.faults.breaks(urlsplit(self.url).path + "api/json", "tree=jobs")
+        if status in (401, 403):
+            return False
+        if status is not None:
+            raise RuntimeError(f"cannot list {self.full_name}")
+        return True
+
     def view_names(self) -> tuple[str, ...]:
         if self.kind == "multibranch":
             return ("default", "change-requests", "All", "all")
@@ -170,7 +185,7 @@ class _Container(_Item):
                 tpl = fx.multibranch if self.kind == "multibranch" else fx.folder
                 out.append(tpl["actions"])
             elif k == "jobs":
-                out.append(self.jobs())
+                out.append(self.jobs() if self._listable() else None)
             elif k == "healthReport":
                 out.append(_worst_health(self))
             elif k == "primaryView":

@@ -283,13 +283,12 @@ def test_idle_poll_costs_only_discovery(env: Env) -> None:
     j.reset_requests()
     assert env.once() == 0
     paths = sorted(r.path for r in j.requests)
-    # root + 3 folders + 1 multibranch project: one request per container, none per job
-    assert len(paths) == 5, paths
-    assert all(p.endswith("/api/json") and p.count("/job/") <= 1 for p in paths)
+    # the whole tree (3 folders, a multibranch project, 16 jobs) in one answer, none per job
+    assert paths == ["/jenkins/api/json"]
     j.add_build("b/job3", 4, timestamp=T0 + 9, duration=10)
     j.reset_requests()
     assert env.once() == 0
-    assert len(j.requests) == 6  # discovery + one ranged page for the one changed job
+    assert len(j.requests) == 2  # discovery + one ranged page for the one changed job
     assert env.sent_numbers("b/job3") == [1, 2, 3, 4]
 
 
@@ -346,7 +345,8 @@ def test_failing_folder_does_not_stop_the_rest(env: Env) -> None:
     j.add_folder("bad")
     j.add_build("bad/x", 1, timestamp=T0, duration=10)
     j.add_build("good", 1, timestamp=T0, duration=10)
-    j.fail(r"^/jenkins/api/json$", status=503, times=4)  # root listing: retried 3 times, fails
+    # The root's tree and then its own items alone: each retried 3 times, each fails.
+    j.fail(r"^/jenkins/api/json$", status=503, times=8)
     assert env.once() == 1
     assert env.runs() == {}
     assert env.once() == 0
@@ -423,17 +423,24 @@ def test_bad_credentials_fail_the_server_not_the_run(env: Env) -> None:
     assert env.runs() == {}
 
 
-def test_large_folders_are_listed_in_pages(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    import connectors.jenkins.connector
-
-    monkeypatch.setattr(connectors.jenkins.connector, "JOBS_PAGE", 3)
-    for k in range(7):
-        env.jenkins.add_build(f"wide/job{k}", 1, timestamp=T0, duration=10)
+def test_the_tree_is_read_in_batches_sized_by_what_they_weigh(env: Env) -> None:
+    """Five top-level items first; then as many as fit `jobs_per_request` jobs by what
+    those five weighed; folders deeper than one answer reaches are read from there."""
+    for k in range(30):
+        for n in range(4):  # 30 folders of 4 jobs: 24 folders per 100-job answer
+            env.jenkins.add_build(f"f{k:02d}/job{n}", 1, timestamp=T0, duration=10)
+    env.jenkins.add_build("deep/a/b/c/job", 1, timestamp=T0, duration=10)  # 4 levels down
+    env.write(jobs_per_request=100)
     assert env.once() == 0
-    assert len(env.runs()) == 7
-    listing = [r for r in env.jenkins.requests if r.path.endswith("/job/wide/api/json")]
-    pages = [r for r in listing if r.query.get("tree", "").startswith("jobs[")]
-    assert len(pages) == 3  # {0,3} {3,6} {6,9}
+    assert len(env.runs()) == 121
+    trees = [r.query["tree"] for r in env.jenkins.requests if r.path.endswith("/api/json")]
+    ranges = [t[t.rindex("{") :] for t in trees if t.startswith("jobs[")]
+    # deep (1 job) and f00-f03 (16 jobs) weigh 17: 100 jobs is 29 more items, all the rest
+    assert ranges == ["{0,5}", "{5,34}", "{0,5}"]  # the last: deep/a/b, read from there
+    deep = [
+        r.path for r in env.jenkins.requests if "/job/deep/" in r.path and "/job/c/" not in r.path
+    ]
+    assert deep == ["/jenkins/job/deep/job/a/job/b/api/json"]  # the frontier, from there
 
 
 def test_idle_poll_with_running_builds(env: Env) -> None:
