@@ -19,6 +19,7 @@ import pytest
 
 from connectors.buildbot import standin as harness
 from poller.standins.proxy import FaultProxy
+from tests.connectors.buildbot.conftest import real_master
 from tests.invariants import Truth, play, seeds
 
 pytestmark = pytest.mark.buildbot
@@ -28,17 +29,8 @@ RESULTS = {0: "SUCCESS", 1: "UNSTABLE", 2: "FAILURE", 4: "FAILURE", 6: "ABORTED"
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Buildbot]:
-    try:
-        bin_dir = harness.ensure_installed()
-    except harness.Unavailable as exc:
-        if os.environ.get("SEI_POLLER_REQUIRE_BUILDBOT") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    bb = harness.Buildbot(bin_dir, tmp_path_factory.mktemp("buildbot-chaos"))
-    try:
-        yield bb.start()
-    finally:
-        bb.close()
+    with real_master(tmp_path_factory.mktemp("buildbot-chaos")) as bb:
+        yield bb
 
 
 class Buildbot:

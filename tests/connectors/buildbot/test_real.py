@@ -10,7 +10,6 @@ read back from its API.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from poller import cli
 from poller.payload import execution_id, iso_time
 from poller.standins.sei import FakeSei
 from tests.conftest import write_config
+from tests.connectors.buildbot.conftest import real_master
 
 pytestmark = pytest.mark.buildbot
 
@@ -43,18 +43,8 @@ PREP = ("worker_preparation", "SUCCESS", "FINISHED")
 
 @pytest.fixture(scope="module")
 def buildbot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Buildbot]:
-    try:
-        bin_dir = harness.ensure_installed()
-    except harness.Unavailable as exc:
-        if os.environ.get("SEI_POLLER_REQUIRE_BUILDBOT") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    bb = harness.Buildbot(bin_dir, tmp_path_factory.mktemp("buildbot"), auth=AUTH)
-    try:
-        bb.start()
+    with real_master(tmp_path_factory.mktemp("buildbot"), auth=AUTH) as bb:
         yield bb
-    finally:
-        bb.close()
 
 
 @pytest.fixture(scope="module")

@@ -34,9 +34,9 @@ from typing import Any
 import pytest
 
 from connectors.jenkins.standin import FakeJenkins
-from poller.standins.sei import FakeSei
 from tests.conftest import write_config
 from tests.connectors.jenkins.env import jenkins_server
+from tests.invariants import TimedSei
 
 CONCURRENCY = 4  # write_config's [sei] concurrency: the most POSTs a kill can leave in flight
 SEI_TIMEOUT = 2.0
@@ -52,20 +52,6 @@ def _seeds() -> list[int]:
         return [int(one)]
     count = int(os.environ.get("SEI_POLLER_CHAOS_SEEDS", "3"))
     return [1000 + i for i in range(count)]
-
-
-class TimedSei(FakeSei):
-    """SEI that also notes when it accepted each run, to prove none came early."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.stamps: list[float] = []
-
-    def _record(self, status: int, body: dict[str, Any] | None, accepted: bool = False) -> None:
-        with self._cond:
-            if accepted and body is not None:
-                self.stamps.append(time.time())
-        super()._record(status, body, accepted)
 
 
 @dataclass
