@@ -47,6 +47,8 @@ def seed_demo(fb: FakeBamboo) -> None:
     )
     fb.restart(api, changed, at=t0 + HOUR + 20 * MINUTE)
     fb.finish(api, changed, at=t0 + HOUR + 25 * MINUTE)
+    fb.continue_stage(api, changed, user="alice", at=t0 + HOUR + 28 * MINUTE)
+    fb.finish(api, changed, at=t0 + HOUR + 29 * MINUTE)
     stopped = fb.trigger(api, trigger="user", user="bob", at=t0 + 2 * HOUR)
     fb.stop_result(api, stopped, at=t0 + 2 * HOUR + 3 * MINUTE)
     fb.add_result(
