@@ -22,9 +22,8 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
+import connectors.bamboo.standin.model as m
 from poller.standins.http import StandinHandler
-
-from . import model as m
 
 if TYPE_CHECKING:
     from .controller import FakeBamboo
