@@ -277,6 +277,7 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
         self._counted: set[tuple[str, int, str]] = set()
         self._fetching: dict[str, threading.Lock] = {}
         self.unmapped: dict[str, str] = {}  # repositories seen that repo_urls does not map
+        self.deploy_problem: str | None = None  # why deployments cannot be listed, if so
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -362,6 +363,8 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
             f" {_n(len(envs), 'deployment environment')}"
         )
         who = name
+        if self.deploy_problem:
+            who += f"; {self.deploy_problem}"
         if unmapped:
             listed = ", ".join(f"{n} (id {i})" for i, n in unmapped.items())
             who += f"; repositories in recent results that repo_urls does not map: {listed}"
@@ -480,7 +483,21 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
                         )
                         jobs.setdefault(j.name, j)
         if self.settings.deployments:
-            projects = self._api("deploy/project/all")
+            try:
+                projects = self._api("deploy/project/all")
+                self.deploy_problem = None
+            except ConnectorError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                # No right to see deployments (or a Bamboo without them): the plans are
+                # still polled; `check` says why no environment is.
+                self.deploy_problem = f"deployment projects cannot be listed: {exc}"
+                log.warning(
+                    "deployment projects cannot be listed; deployments are not sent"
+                    " (deployments = false silences this)",
+                    error=str(exc),
+                )
+                projects = []
             for d in projects if isinstance(projects, list) else []:
                 if not isinstance(d, dict) or not d.get("name"):
                     continue

@@ -776,6 +776,27 @@ def test_check_reports_version_user_counts_and_unmapped_repositories(
     )
 
 
+def test_deployments_not_visible_leave_the_plans_polled(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fb = env.bamboo
+    fb.add_plan("VIS-P", "P", stages=ONE_STAGE)
+    fb.add_result("VIS-P", started=T0, completed=T0 + SECOND)
+    fb.add_deployment_project("Hidden", "VIS-P", ["prod"])
+    fb.faults.fail(r"/deploy/project/all", status=403)
+    assert env.once() == 0
+    assert env.sent() == [1]
+    assert "deployment projects cannot be listed" in capsys.readouterr().err
+    assert env.run("check") == 0
+    out = capsys.readouterr().out
+    assert "0 deployment environments as sei-bot; deployment projects cannot be listed:" in out
+    assert "HTTP 403" in out
+    env.write(deployments=False, name="plans-only")
+    fb.reset_requests()
+    assert env.once() == 0
+    assert not [r for r in fb.requests if "/deploy/" in r.path]
+
+
 def test_backfill_since_and_resumable_backfill(env: Env) -> None:
     fb = env.bamboo
     fb.add_plan("HIST-P", "P", stages=ONE_STAGE)
