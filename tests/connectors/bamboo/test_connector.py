@@ -741,7 +741,9 @@ def test_bad_config_is_one_line_and_exit_2(env: Env, capsys: pytest.CaptureFixtu
     assert "deployments" in capsys.readouterr().err
 
 
-def test_basic_auth_and_password_file(env: Env, tmp_path: Path) -> None:
+def test_basic_auth_and_password_file(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fb = env.bamboo
     fb.add_plan("AUTH-P", "P", stages=ONE_STAGE)
     fb.add_result("AUTH-P", started=T0, completed=T0 + SECOND)
@@ -751,8 +753,12 @@ def test_basic_auth_and_password_file(env: Env, tmp_path: Path) -> None:
     env.write(token=None, username=fb.username, password_file=str(secret))
     assert env.once() == 0
     assert env.sent() == [1]
-    env.write(token="wrong-token", name="other")
+    env.write(token="wrong-token-4711", name="other")
+    capsys.readouterr()
     assert env.once() == 1  # refused: the run fails, one line says why
+    err = capsys.readouterr().err
+    assert "Bamboo refused the credentials (HTTP 401)" in err
+    assert "wrong-token-4711" not in err and fb.password not in err
 
 
 def test_check_reports_version_user_counts_and_unmapped_repositories(
