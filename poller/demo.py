@@ -1,8 +1,8 @@
 """`sei-poller demo`: the `once` code path against built-in stand-ins on 127.0.0.1.
 
 A newcomer sees the whole product work (connector, state, payload, delivery) without a
-Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite`,
-TeamCity or Buildkite serving recorded builds) seeded
+Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite` /
+`--ci bamboo`, TeamCity, Buildkite or Bamboo serving recorded builds) seeded
 from recorded answers, and a stand-in SEI that checks what SEI checks.
 """
 
@@ -52,6 +52,16 @@ instance_name = "Demo Buildkite"
 """.rstrip()
 
 
+def _bamboo_server(fb: Any) -> str:
+    return f"""name = "demo-bamboo"
+type = "bamboo"
+url = "{fb.url}"
+token = "{fb.token}"
+instance_name = "Demo Bamboo"
+cd_jobs = ["deploy/**"]
+repo_urls = {{ "shop-api" = "https://bitbucket.example.com/scm/shop/api.git" }}"""
+
+
 def write_config(directory: Path, sei: FakeSei, server: str, ci: str) -> Path:
     """The demo's config: what an operator writes, with `server`'s own keys."""
     path = directory / "config.toml"
@@ -88,6 +98,13 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any]
         for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
             bk.add_recorded_build(b)
         return "Buildkite", bk, _buildkite_server
+    if ci == "bamboo":
+        from connectors.bamboo.standin import FakeBamboo
+        from connectors.bamboo.standin import seed_demo as seed_bamboo
+
+        fb = FakeBamboo(context_path="/bamboo")
+        seed_bamboo(fb)
+        return "Bamboo", fb, _bamboo_server
     if ci == "teamcity":
         from connectors.teamcity.standin import FakeTeamCity
         from connectors.teamcity.standin import seed_demo as seed_teamcity

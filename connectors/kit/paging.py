@@ -76,16 +76,25 @@ def by_offset(
     size: int,
     *,
     first: int | None = None,
+    capped: bool = False,
     max_pages: int = MAX_PAGES,
 ) -> Iterator[T]:
     """Every item of an offset-paged listing, newest first: `fetch(offset, limit)` until a
     short page. `first` sizes the first page (a live poll that expects two new builds asks
-    for two). The consumer may stop early: nothing more is fetched."""
+    for two). The consumer may stop early: nothing more is fetched.
+
+    `capped`: the server may answer fewer items than asked without being at the end (Bamboo
+    caps `max-result` below what a client asks, and its `size` is not a total), so a short
+    page says nothing and only an empty page ends the listing; the next page starts where
+    the items received end, and asks for no more than the server gave."""
     offset, limit = 0, first or size
+    learned = False
     for _ in range(max_pages):
         page = fetch(offset, limit)
         yield from page
-        if len(page) < limit:
+        if not page or (len(page) < limit and not capped):
             return
+        if capped and len(page) < limit and not learned and limit == size:
+            size, learned = len(page), True  # the server's cap, learnt from a full answer
         offset, limit = offset + len(page), size
     raise ConnectorError("the server kept answering more pages")

@@ -130,6 +130,21 @@ def test_offset_paging_sizes_the_first_page_and_stops_at_a_short_one() -> None:
     assert asked == [(0, 10)]  # the consumer stopped: nothing more was fetched
 
 
+def test_offset_paging_under_a_server_cap_goes_on_until_an_empty_page() -> None:
+    rows = list(range(23))
+    asked: list[tuple[int, int]] = []
+
+    def fetch(offset: int, limit: int) -> list[int]:
+        asked.append((offset, limit))
+        return rows[offset : offset + min(limit, 5)]  # the server gives at most 5
+
+    assert list(by_offset(fetch, 100, capped=True)) == rows
+    assert asked == [(0, 100), (5, 5), (10, 5), (15, 5), (20, 5), (23, 5)]
+    asked.clear()
+    # Without `capped`, the first capped page looks like the last one: 18 rows lost.
+    assert list(by_offset(fetch, 100)) == rows[:5]
+
+
 # -- cursors ------------------------------------------------------------------------------
 
 
