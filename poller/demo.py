@@ -58,7 +58,6 @@ type = "bamboo"
 url = "{fb.url}"
 token = "{fb.token}"
 instance_name = "Demo Bamboo"
-cd_jobs = ["deploy/**"]
 repo_urls = {{ "shop-api" = "https://bitbucket.example.com/scm/shop/api.git" }}"""
 
 

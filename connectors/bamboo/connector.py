@@ -926,6 +926,7 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
             repo_url=repo,
             branch=str(version["planBranchName"]) if version.get("planBranchName") else None,
             artifacts=tuple(_inputs(items)),
+            deployment=True,  # cd = true, ci = false, unless a payload rule says otherwise
         )
 
     def _source(self, key: str) -> dict[str, Any] | None:

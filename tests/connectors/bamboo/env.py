@@ -40,7 +40,6 @@ class Env(PollerEnv):
             "instance_name": "Bamboo-1",
             "backfill_since": "all",
             "timeout": 2,
-            "cd_jobs": ["deploy/**"],
         }
         base.update(server)
         repos = base.pop("repo_urls", None)

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -871,3 +872,35 @@ def test_a_failing_listing_is_retried_and_nothing_is_lost(env: Env) -> None:
     assert env.once() == 0
     assert env.sent() == [1, 2, 3]
     assert len(env.sei.keys()) == 3
+
+
+def test_a_rule_refines_the_connectors_deployment_flag(env: Env, capsys: Any) -> None:
+    """Deployment results are deployments by themselves; a payload rule may say an
+    environment is not (`cd = false`) and mark failed production deployments as change
+    failures; `explain` shows the connector's flag and the rules."""
+    fb = env.bamboo
+    fb.add_plan("SHOP-API", "API", project_name="Shop", stages=ONE_STAGE, repositories=["api"])
+    built = fb.add_result("SHOP-API", started=T0, completed=T0 + MINUTE, trigger="code")
+    shop = fb.add_deployment_project("Shop API", "SHOP-API", ["staging", "production"])
+    release = fb.create_version(shop, "release-7", [("SHOP-API", built)])
+    staged = fb.add_deployment(shop.environments[0], release, started=T0, finished=T0 + 5_000)
+    failed = fb.add_deployment(
+        shop.environments[1], release, "FAILED", started=T0 + HOUR, finished=T0 + HOUR + 5_000
+    )
+    env.write()
+    with env.config.open("a") as f:
+        f.write(
+            '\n[[servers.rules]]\njobs = ["deploy/*/staging"]\ncd = false\n'
+            '\n[[servers.rules]]\njobs = ["deploy/*/production"]\ncfr_status = "result"\n'
+        )
+    assert env.once() == 0
+    runs = env.runs()
+    staging = runs[("deploy/Shop API/staging", staged)]
+    assert (staging["cd"], staging["ci"], "cfr_status" in staging) == (False, True, False)
+    production = runs[("deploy/Shop API/production", failed)]
+    assert (production["cd"], production["ci"], production["cfr_status"]) == (True, False, True)
+    capsys.readouterr()
+    env.run("explain", "bamboo-main", "deploy/Shop API/staging", str(staged))
+    out = capsys.readouterr().out
+    assert "the connector calls it a deployment; the rules below may say otherwise" in out
+    assert '  rules[0] ["deploy/*/staging"]: cd = false' in out
