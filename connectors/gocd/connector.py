@@ -727,15 +727,15 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
 
     def _stage_runs(
         self, name: str, stage: str, top: Any, since_ms: int | None
-    ) -> tuple[list[_Run], list[Any] | None]:
-        """The stage's runs newer than `top` ([time, key] of the newest seen; None: only
-        the newest is read, to start from), and the new top. With `since_ms`, every run back
-        to then."""
+    ) -> tuple[list[_Run], list[Any]]:
+        """The stage's runs newer than `top` ([time, key] of the newest seen; `[0, ""]`: the
+        stage had none; None: not read yet, so only the newest is read, to start from), and
+        the new top. With `since_ms`, every run back to then."""
         path = f"stages/{quote(name, safe='')}/{quote(stage, safe='')}/history"
-        top_at, top_key = (int(top[0]), str(top[1])) if isinstance(top, list) else (None, None)
+        known = top if isinstance(top, list) and len(top) == 2 else None
         out: list[_Run] = []
         first: list[Any] | None = None
-        size = PAGE if since_ms is not None else PEEK
+        size = PAGE if since_ms is not None or (known and not known[1]) else PEEK
         try:
             for raw in self._pages(path, "stages", size):
                 run = _run(raw)
@@ -743,16 +743,16 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                     continue
                 if first is None:
                     first = [run.at, run.key]
-                    if top is None and since_ms is None:
+                    if known is None and since_ms is None:
                         break
-                if top_key is not None and (run.key == top_key or run.at < (top_at or 0)):
+                if known is not None and (run.key == known[1] or run.at < int(known[0])):
                     break
                 if since_ms is not None and run.at < since_ms:
                     break
                 out.append(run)
         except NotFound:
-            return [], top if isinstance(top, list) else None  # a stage gone from the config
-        return out, (first if first is not None else (top if isinstance(top, list) else None))
+            return [], known or [0, ""]  # a stage gone from the configuration
+        return out, first or known or [0, ""]
 
     def _scan_stage(
         self,

@@ -21,7 +21,7 @@ from .model import (
     StageConfig,
     StageRun,
 )
-from .server import _Handler
+from .server import VERSIONS, _Handler
 
 SECOND = 1000
 
@@ -83,6 +83,9 @@ class FakeGoCD(Standin):
         self.pipelines: dict[str, Pipeline] = {}
         self.instances: list[Instance] = []  # every instance ever, renamed and deleted too
         self.loading = False  # the dashboard answers 202 until GoCD has loaded it
+        # The Accept version each API serves, by API (`server.VERSIONS`): an older GoCD
+        # serves older ones, and answers the newer ones with its HTML 404.
+        self.served: dict[str, int] = dict(VERSIONS)
         self._pipeline_ids = itertools.count(1)
         self._stage_ids = itertools.count(1)
         self._job_ids = itertools.count(1)

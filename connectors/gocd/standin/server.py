@@ -137,7 +137,7 @@ def _answer(
     if segs[:1] != ["api"]:
         raise _Html404
     kind, args = _route(segs[1:])
-    media = _accepts(headers, VERSIONS[kind])
+    media = _accepts(headers, gocd.served.get(kind, VERSIONS[kind]))
     if media is None:
         raise _Html404  # a wrong or missing version: no route matches
     if method not in ("GET", "HEAD"):
