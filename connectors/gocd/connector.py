@@ -110,6 +110,10 @@ CACHE = 4096
 CURSOR_VERSION = 1
 INDEX_REACH = 86_400_000  # stage granularity: read history this far past a run for its instance
 MESSAGE = 300
+# Stage history is read down to the newest run seen at the last scan, found by its key; a
+# run this much older than that one ends the walk too (GUESS: the key cannot vanish, but a
+# walk must end).
+STAGE_SLACK = 86_400_000
 
 
 class Settings(BaseModel):
@@ -617,6 +621,9 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
             runs, tops[stage] = self._stage_runs(pipe.name, stage, tops.get(stage), None)
             if stage in (mine.get("tops") or {}):
                 new_runs += [(stage, r) for r in runs]
+        # Every instance numbered below `floor` is handled; numbers (counters, generations
+        # on top) grow with GoCD's internal ids, which history pages by, so the walk stops
+        # at the first one below it. (Not by time: a clock set back would skip instances.)
         floor = None if cursor.backfill else mine.get("floor")
         waiting: list[int] = []
         newest: int | None = None
@@ -626,16 +633,16 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
             c, at = m.counter_of(inst.get("counter")), m.ms(inst.get("scheduled_date"))
             if c is None or at is None:
                 continue
-            if floor is not None and at < floor:
+            n = m.number(gens, at, c)
+            if floor is not None and n < floor:
                 break
             if cursor.backfill and cursor.since_ms is not None and at < cursor.since_ms:
                 break
-            newest = at if newest is None else max(newest, at)
-            n = m.number(gens, at, c)
+            newest = n if newest is None else max(newest, n)
             listed.add(n)
             item = self._judge(pipe, inst, n, now, max_age, wanted)
             if isinstance(item, Unfinished):
-                waiting.append(at)
+                waiting.append(n)
             elif item is not None:
                 yielded[n] = _stage_counters(inst)
             if item is not None:
@@ -745,7 +752,11 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                     first = [run.at, run.key]
                     if known is None and since_ms is None:
                         break
-                if known is not None and (run.key == known[1] or run.at < int(known[0])):
+                # Stage ids, which stage history pages by, grow with schedule time: a run a day
+                # older than the newest seen is past it even if that run's key is gone.
+                if known is not None and (
+                    run.key == known[1] or run.at < int(known[0]) - STAGE_SLACK
+                ):
                     break
                 if since_ms is not None and run.at < since_ms:
                     break
