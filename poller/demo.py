@@ -1,8 +1,8 @@
 """`sei-poller demo`: the `once` code path against built-in stand-ins on 127.0.0.1.
 
 A newcomer sees the whole product work (connector, state, payload, delivery) without a
-Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite`,
-TeamCity or Buildkite serving recorded builds) seeded
+Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite` /
+`--ci gocd`, TeamCity, Buildkite or GoCD serving recorded builds) seeded
 from recorded answers, and a stand-in SEI that checks what SEI checks.
 """
 
@@ -52,6 +52,15 @@ instance_name = "Demo Buildkite"
 """.rstrip()
 
 
+def _gocd_server(gocd: Any) -> str:
+    return f"""name = "demo-gocd"
+type = "gocd"
+url = "{gocd.url}"
+token = "{gocd.token}"
+instance_name = "Demo GoCD"
+cd_jobs = ["DOWNSTREAM-PIPELINE"]"""
+
+
 def write_config(directory: Path, sei: FakeSei, server: str, ci: str) -> Path:
     """The demo's config: what an operator writes, with `server`'s own keys."""
     path = directory / "config.toml"
@@ -88,6 +97,13 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any]
         for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
             bk.add_recorded_build(b)
         return "Buildkite", bk, _buildkite_server
+    if ci == "gocd":
+        from connectors.gocd.standin import FakeGoCD
+        from connectors.gocd.standin import seed_demo as seed_gocd
+
+        gocd = FakeGoCD()
+        seed_gocd(gocd)
+        return "GoCD", gocd, _gocd_server
     if ci == "teamcity":
         from connectors.teamcity.standin import FakeTeamCity
         from connectors.teamcity.standin import seed_demo as seed_teamcity

@@ -60,6 +60,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+import connectors.gocd.mapping as m
 from connectors.base import (
     ChangesAfterSend,
     GetBuild,
@@ -68,7 +69,6 @@ from connectors.base import (
     ServerCursor,
     Services,
 )
-from connectors.gocd import mapping as m
 from connectors.kit.cursors import date_header, dump_cursor, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url

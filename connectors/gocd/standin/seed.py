@@ -50,8 +50,9 @@ def recorded_cause(rel: str, counter: int, at: int) -> BuildCause:
 
 def seed_demo(gocd: FakeGoCD) -> None:
     """A small server in the recorded servers' shapes: A-PIPELINE (seven stages, two Git
-    materials, a manual gate before deploy-showcase), DOWNSTREAM-PIPELINE triggered by it
-    (its label the upstream's), helm-images forced by admin, a nightly timer build."""
+    materials, a manual gate before deploy-showcase: one instance has waited there eight
+    days, one a few hours), DOWNSTREAM-PIPELINE triggered by it (its label the upstream's),
+    helm-images forced by admin, a nightly timer build."""
     t0 = now_ms() - 8 * HOUR
     a_file = "gocd-api/history-a-pipeline_3.json"
     gocd.add_pipeline(
@@ -63,8 +64,12 @@ def seed_demo(gocd: FakeGoCD) -> None:
             Material("git@github.com:A-PIPELINE/repo-2.git"),
         ),
     )
-    gocd.pipelines["A-PIPELINE"].counter = 2061  # continue the capture's numbering
-    # 2062: functional-test failed (the capture), 2063: waiting at the manual gate
+    gocd.pipelines["A-PIPELINE"].counter = 2060  # continue the capture's numbering
+    # 2061: waiting at the manual gate for eight days (past max_pending_age: sent with
+    # deploy-showcase NOT_BUILT), 2062: functional-test failed (the capture), 2063: waiting
+    # at the gate for a few hours (held)
+    old = t0 - 8 * 24 * HOUR
+    gocd.run("A-PIPELINE", recorded_cause("gocd-api/history-a-pipeline.json", 2064, old), at=old)
     gocd.run(
         "A-PIPELINE",
         recorded_cause(a_file, 2062, t0),
