@@ -629,6 +629,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         newest: int | None = None
         yielded: dict[int, dict[str, int]] = {}  # sent now: the stage counters it holds
         listed: set[int] = set()
+        previous: int | None = None
         for inst in self._history(pipe.name):
             c, at = m.counter_of(inst.get("counter")), m.ms(inst.get("scheduled_date"))
             if c is None or at is None:
@@ -638,6 +639,19 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                 break
             if cursor.backfill and cursor.since_ms is not None and at < cursor.since_ms:
                 break
+            if previous is not None and n >= previous:
+                # Numbers fall as the history goes back, unless the pipeline's counter was
+                # reset (recreated) where the generations do not know it: what lies beyond
+                # is an older pipeline of the same name, whose numbers would collide with
+                # this one's. Not read (GUESS: such history predates sei-poller's watch).
+                log.warning(
+                    "the pipeline's counter was reset before sei-poller saw it; the runs"
+                    " before the reset are not sent",
+                    pipeline=pipe.name,
+                    counter=c,
+                )
+                break
+            previous = n
             newest = n if newest is None else max(newest, n)
             listed.add(n)
             item = self._judge(pipe, inst, n, now, max_age, wanted)

@@ -82,6 +82,8 @@ class FakeGoCD(Standin):
         self.version = version
         self.pipelines: dict[str, Pipeline] = {}
         self.instances: list[Instance] = []  # every instance ever, renamed and deleted too
+        self._by_name: dict[str, list[Instance]] = {}  # by pipeline name, oldest first
+        self._by_counter: dict[tuple[str, int], Instance] = {}  # the newest with the counter
         self.loading = False  # the dashboard answers 202 until GoCD has loaded it
         # The Accept version each API serves, by API (`server.VERSIONS`): an older GoCD
         # serves older ones, and answers the newer ones with its HTML 404.
@@ -172,6 +174,8 @@ class FakeGoCD(Standin):
                 comment=comment,
             )
             self.instances.append(inst)
+            self._by_name.setdefault(name, []).append(inst)
+            self._by_counter[(name, inst.counter)] = inst
             first = p.stages[0]
             approver = c.approver if c.forced else "changes"
             self._schedule(inst, first, approver, when)
@@ -180,10 +184,14 @@ class FakeGoCD(Standin):
 
     def instance(self, name: str, counter: int) -> Instance:
         """The newest instance of `name` with this counter (after a reset, the new one)."""
-        found = [i for i in self.instances if i.pipeline == name and i.counter == counter]
-        if not found:
+        found = self._by_counter.get((name, counter))
+        if found is None:
             raise LookupError(f"no instance {name}/{counter}")
-        return max(found, key=lambda i: i.id)
+        return found
+
+    def history(self, name: str) -> list[Instance]:
+        """Every instance ever scheduled under `name` (all generations), newest first."""
+        return list(reversed(self._by_name.get(name, [])))
 
     def begin(self, name: str, counter: int, stage: str, *, at: int | None = None) -> None:
         """The stage's jobs go to agents and start building."""

@@ -225,9 +225,7 @@ def _data(gocd: FakeGoCD, kind: str, args: list[str], query: dict[str, str]) -> 
     if name not in gocd.pipelines:
         raise HttpError(404, f"Pipeline with name '{name}' was not found!")
     if kind == "history":
-        rows = sorted(
-            (i for i in gocd.instances if i.pipeline == name), key=lambda i: i.id, reverse=True
-        )
+        rows = gocd.history(name)
         page, links = _page(rows, query, lambda i: i.id, f"{gocd.url}api/pipelines/{name}/history")
         history: dict[str, Any] = {"_links": links} if links else {}
         history["pipelines"] = [r.instance(i) for i in page]
@@ -254,7 +252,7 @@ def _data(gocd: FakeGoCD, kind: str, args: list[str], query: dict[str, str]) -> 
     # stage history: every run of the stage, newest (highest stage id) first
     stage = args[1]
     runs = sorted(
-        ((i, s) for i in gocd.instances if i.pipeline == name for s in i.runs if s.name == stage),
+        ((i, s) for i in gocd.history(name) for s in i.runs if s.name == stage),
         key=lambda pair: pair[1].id,
         reverse=True,
     )
@@ -324,9 +322,7 @@ def _dashboard(gocd: FakeGoCD, r: Render) -> dict[str, Any]:
     pipelines = []
     for p in gocd.pipelines.values():
         groups.setdefault(p.group, []).append(p.name)
-        mine = sorted(
-            (i for i in gocd.instances if i.pipeline == p.name), key=lambda i: i.id, reverse=True
-        )
+        mine = gocd.history(p.name)
         shown = [i for i in mine if i.active()]
         if mine and mine[0] not in shown:
             shown.insert(0, mine[0])

@@ -201,7 +201,7 @@ def test_manual_gate_is_held_then_sent_after_max_pending_age(
     env.write(max_pending_age="1h")
     g.reset_requests()
     assert env.once() == 0
-    assert [(r.path, r.status) for r in g.requests][0] == ("/go/api/dashboard", 304)
+    assert (g.requests[0].path, g.requests[0].status) == ("/go/api/dashboard", 304)
     assert env.runs()[("deploy", 1)] == {
         **env.common("deploy", 1, "cd/deploy"),
         "pipeline": "deploy",

@@ -89,19 +89,21 @@ class GoCD:
         out = []
         for inst in self.gocd.instances:
             for cfg in inst.stages:
-                run = inst.latest(cfg.name)
-                if what == "begin" and run and run.result not in FINAL and run.status == "Building":
-                    if any(j.state == "Scheduled" for j in run.live_jobs()):
-                        out.append((inst, cfg.name))
-                elif what == "finish" and run and run.result not in FINAL:
-                    out.append((inst, cfg.name))
-                elif (
-                    what == "approve" and cfg.manual and run is None and self._gated(inst, cfg.name)
-                ):
-                    out.append((inst, cfg.name))
-                elif what == "rerun" and run and run.result in FINAL and not inst.active():
+                if self._can(what, inst, cfg):
                     out.append((inst, cfg.name))
         return out
+
+    def _can(self, what: str, inst: Instance, cfg: StageConfig) -> bool:
+        run = inst.latest(cfg.name)
+        if what == "begin":
+            return bool(run and run.result not in FINAL) and any(
+                j.state == "Scheduled" for j in run.live_jobs()
+            )
+        if what == "finish":
+            return bool(run and run.result not in FINAL)
+        if what == "approve":
+            return cfg.manual and run is None and self._gated(inst, cfg.name)
+        return bool(run and run.result in FINAL and not inst.active())  # rerun
 
     def _gated(self, inst: Instance, stage: str) -> bool:
         names = [s.name for s in inst.stages]

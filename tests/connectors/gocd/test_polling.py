@@ -266,3 +266,26 @@ def test_secrets_stay_out_of_state_and_logs(env: Env, capsys: pytest.CaptureFixt
     blob = (env.dir / "state.db").read_bytes()
     assert g.token.encode() not in blob and b"s3cret" not in blob
     assert g.token not in capsys.readouterr().err
+
+
+def test_a_reset_before_sei_poller_came_is_seen_on_page_1_or_stops_the_walk(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    g = env.gocd
+    g.add_pipeline("near", "g", ["build"], [APP])
+    g.add_pipeline("far", "g", ["build"], [APP])
+    for k in range(5):
+        g.run("near", forced("alice"), at=T0 + k * MINUTE)
+        g.run("far", forced("alice"), at=T0 + k * MINUTE)
+    g.recreate_pipeline("near")
+    g.recreate_pipeline("far")
+    for k in range(3):
+        g.run("near", forced("bob"), at=T0 + HOUR + k * MINUTE)
+    for k in range(105):  # the reset lies beyond the first page
+        g.run("far", forced("bob"), at=T0 + HOUR + k * MINUTE)
+    assert env.once() == 0
+    # near: the jump shows on page 1, the new runs are a generation of their own
+    assert env.sent("near") == [1, 2, 3, 4, 5, GEN + 1, GEN + 2, GEN + 3]
+    # far: found while walking back, past it nothing is read (its numbers would collide)
+    assert env.sent("far") == list(range(1, 106))
+    assert "counter was reset before sei-poller saw it" in capsys.readouterr().err

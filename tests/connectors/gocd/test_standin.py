@@ -96,7 +96,7 @@ def test_stage_instance_and_stage_history_have_the_recorded_keys(gocd: FakeGoCD)
     ]
     history = get(gocd, "api/stages/app/build/history", 3).json()
     recorded = read_json("api-docs/stage_history.extracted.json")["stages"]
-    uncancelled = [s for s in recorded if "cancelled_by" not in s][0]
+    uncancelled = next(s for s in recorded if "cancelled_by" not in s)
     assert list(history["stages"][0]) == list(uncancelled)
     gocd.run("app", forced("alice"), at=T0 + 60_000, results={"build": "Cancelled"})
     cancelled = get(gocd, "api/stages/app/build/history", 3).json()["stages"][0]
