@@ -558,7 +558,9 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         if self.settings.granularity == "pipeline":
             names = [name]
         else:
-            names = [f"{name}/{s}" for s in stages] or [f"{name}/x"]
+            names = [f"{name}/{s}" for s in stages]
+            if not names:
+                return True  # no stage known yet: page 1 names them
         globs = [g.replace("**", "*") for g in self.spec.include]
         return any(fnmatchcase(j, g) for j in names for g in globs)
 

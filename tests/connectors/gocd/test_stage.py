@@ -222,6 +222,19 @@ def test_failed_stage_rerun_to_passed_is_a_run_of_its_own(
     assert env.once() == 0 and len(env.sei.received) == 3
 
 
+def test_a_run_replaced_before_the_first_poll_is_sent_too(env: Env) -> None:
+    """Pipeline history shows only the latest run of each stage; stage history has both."""
+    g = env.gocd
+    g.add_pipeline("api", "team", ["test"], [APP])
+    g.run("api", forced("carol"), at=T0, results={"test": "Failed"})
+    g.rerun("api", 1, "test", "alice", at=T0 + HOUR)
+    g.run_stage("api", 1, "test", "Passed", at=T0 + HOUR)
+    assert env.once() == 0
+    assert env.sent("api/test") == [1001, 1002]
+    assert env.runs()[("api/test", 1001)]["result"] == "FAILURE"
+    assert env.runs()[("api/test", 1002)]["result"] == "SUCCESS"
+
+
 def test_rerun_of_failed_jobs_names_the_run_it_repeats(env: Env) -> None:
     g = env.gocd
     g.add_pipeline("api", "team", [StageConfig("test", jobs=("unit", "e2e"))], [APP])
