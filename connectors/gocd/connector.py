@@ -812,6 +812,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
             _, base = m.decode(n)
             c, sc = divmod(base, m.STAGE_FACTOR)
             todo.setdefault(f"{c}/{sc}", (c, sc, 0))
+        walked = {r.key for r in runs}
         still_open: list[list[int]] = []
         for key, (c, sc, at) in todo.items():
             if sc >= m.STAGE_FACTOR:
@@ -825,7 +826,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                     stage_counter=sc,
                 )
                 continue
-            if key in finished or key not in {r.key for r in runs}:
+            if key in finished or key not in walked:
                 item = self._stage_item(pipe, stage, gens, c, sc, at, wanted)
             else:
                 item = Unfinished(m.number(gens, at, c * m.STAGE_FACTOR + sc))
