@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", help="keep the demo's config and state in this directory")
     demo.add_argument(
         "--ci",
-        choices=["jenkins", "teamcity", "buildkite", "bamboo"],
+        choices=["jenkins", "teamcity", "buildkite", "bamboo", "gocd"],
         default="jenkins",
         help="default: jenkins",
     )

@@ -2,7 +2,7 @@
 
 A newcomer sees the whole product work (connector, state, payload, delivery) without a
 Jenkins or an SEI account: a stand-in Jenkins (or, with `--ci teamcity` / `--ci buildkite` /
-`--ci bamboo`, TeamCity, Buildkite or Bamboo serving recorded builds) seeded
+`--ci bamboo` / `--ci gocd`, TeamCity, Buildkite, Bamboo or GoCD serving recorded builds) seeded
 from recorded answers, and a stand-in SEI that checks what SEI checks.
 """
 
@@ -61,6 +61,15 @@ instance_name = "Demo Bamboo"
 repo_urls = {{ "shop-api" = "https://bitbucket.example.com/scm/shop/api.git" }}"""
 
 
+def _gocd_server(gocd: Any) -> str:
+    return f"""name = "demo-gocd"
+type = "gocd"
+url = "{gocd.url}"
+token = "{gocd.token}"
+instance_name = "Demo GoCD"
+cd_jobs = ["DOWNSTREAM-PIPELINE"]"""
+
+
 def write_config(directory: Path, sei: FakeSei, server: str, ci: str) -> Path:
     """The demo's config: what an operator writes, with `server`'s own keys."""
     path = directory / "config.toml"
@@ -104,6 +113,13 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any]
         fb = FakeBamboo(context_path="/bamboo")
         seed_bamboo(fb)
         return "Bamboo", fb, _bamboo_server
+    if ci == "gocd":
+        from connectors.gocd.standin import FakeGoCD
+        from connectors.gocd.standin import seed_demo as seed_gocd
+
+        gocd = FakeGoCD()
+        seed_gocd(gocd)
+        return "GoCD", gocd, _gocd_server
     if ci == "teamcity":
         from connectors.teamcity.standin import FakeTeamCity
         from connectors.teamcity.standin import seed_demo as seed_teamcity

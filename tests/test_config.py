@@ -304,7 +304,7 @@ MISTAKES = [
     (
         _sub('type = "jenkins"', 'type = "gitlb"'),
         'servers[0] (main).type: no connector "gitlb" installed'
-        " (installed: bamboo, buildbot, buildkite, jenkins, teamcity)",
+        " (installed: bamboo, buildbot, buildkite, gocd, jenkins, teamcity)",
     ),
     (
         _sub('type = "jenkins"', 'type = "buildbot"'),

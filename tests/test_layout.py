@@ -13,7 +13,7 @@ import pytest
 from poller.registry import installed
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMS = ("jenkins", "teamcity", "buildkite", "buildbot", "bamboo")
+SYSTEMS = ("jenkins", "teamcity", "buildkite", "buildbot", "bamboo", "gocd")
 # Where the core may name a CI system: where the user picks one (`demo --ci`, `register
 # --type`, the config's examples), and SEI's own field names (`jenkins_instance_guid`).
 MAY_NAME = {"poller/demo.py", "poller/cli.py", "poller/config.py", "poller/standins/sei.py"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -177,9 +177,12 @@ def get_capped(
     system: str,
     limit: int,
     spec: ServerSpec,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[requests.Response, bytes]:
     """One GET in a politeness slot of `throttle`: redirects not followed, the body read whole
-    (at most `limit` bytes), the status and time taken reported to `on_request`.
+    (at most `limit` bytes), the status and time taken reported to `on_request`. `headers`
+    are added to the session's for this request alone (a versioned `Accept`, an
+    `If-None-Match`), so threads sharing the session never see each other's.
 
     A failure to get an answer is a `ConnectorError` of one line (`failure`); the caller
     judges the status.
@@ -190,7 +193,12 @@ def get_capped(
         started = time.monotonic()
         try:
             resp = session.get(
-                url, params=params, timeout=timeout, stream=True, allow_redirects=False
+                url,
+                params=params,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+                headers=dict(headers) if headers else None,
             )
         except requests.RequestException as exc:
             raise failure(exc, url, spec) from None

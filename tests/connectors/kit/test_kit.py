@@ -160,3 +160,59 @@ def test_windows_reach_back_by_the_overlap_and_remember_what_they_saw() -> None:
     assert low(10_000, now=9_000, overlap=500) == 8_500  # a cursor in the future: now
     assert low(10_000, now=20_000, overlap=500) == 9_500
     assert fresh([("a", 19_600), ("b", 19_400)], now=20_000, overlap=500) == ["a"]
+
+
+# -- http -----------------------------------------------------------------------------------
+
+
+def test_get_capped_sends_per_request_headers_beside_the_sessions() -> None:
+    """A versioned Accept on one request, another on the next: threads sharing a session
+    never see each other's headers (GoCD's APIs each want their own version)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    from connectors.kit.http import get_capped, prepare
+    from connectors.kit.throttle import Throttle
+    from poller.model import ServerSpec
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({k: self.headers.get(k) for k in ("Accept", "X-Token")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    spec = ServerSpec(name="s", type="t", url=url)
+    session = prepare(requests.Session(), spec)
+    session.headers["X-Token"] = "kept"
+    try:
+        seen = []
+        for accept in ("application/vnd.go.cd.v4+json", None):
+            _, body = get_capped(
+                session,
+                url,
+                None,
+                timeout=5,
+                throttle=Throttle(1, None),
+                on_request=None,
+                system="Echo",
+                limit=1 << 20,
+                spec=spec,
+                headers={"Accept": accept} if accept else None,
+            )
+            seen.append(json.loads(body))
+    finally:
+        server.shutdown()
+        session.close()
+    assert seen[0] == {"Accept": "application/vnd.go.cd.v4+json", "X-Token": "kept"}
+    assert seen[1]["Accept"] == "*/*" and seen[1]["X-Token"] == "kept"  # not left behind
