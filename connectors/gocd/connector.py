@@ -158,6 +158,12 @@ class _Pipe:
     stages: list[str] = field(default_factory=list)
     gens: list[int] = field(default_factory=list)  # counter reset boundaries (schedule ms)
 
+    @classmethod
+    def of(cls, name: str, entry: dict[str, Any]) -> _Pipe:
+        """From its entry in the server cursor."""
+        gens = sorted(int(g) for g in entry.get("gens") or [])
+        return cls(name, str(entry.get("group") or ""), list(entry.get("stages") or []), gens)
+
 
 @dataclass(frozen=True)
 class _Run:
@@ -440,62 +446,12 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         held.update(found.items())
         moved: set[str] = set()
         if status != 304:
-            board = _board(data)
-            on_board = {b.name for b in board}
-            for b in board:
-                entry = dict(known.get(b.name) or {})
-                if state is None or entry.get("ts") != b.ts or entry.get("gone"):
-                    moved.add(b.name)
-                entry.update(group=b.group, ts=b.ts, gone=False)
-                entry["stages"] = _merge(list(entry.get("stages") or []), b.stages)
-                top = max(b.counters, default=None)
-                if top is not None and entry.get("max") is not None and top < entry["max"]:
-                    entry["reset"] = True  # the counter went down: look for the boundary
-                known[b.name] = entry
-            for name, entry in known.items():
-                if name not in on_board:
-                    entry["gone"] = True
+            moved = _read_board(_board(data), known, first=state is None)
             etag = headers.get("ETag") or None
-        max_age = int(self.max_pending_age * 1000)
         for name in sorted(moved):
-            entry = known[name]
-            if not self._polled(name, entry.get("stages") or []):
-                continue
-            try:
-                page = self._first_page(name)
-            except ConnectorError as exc:
-                # Its scan will try again and fail (or not) on its own; the rest goes on.
-                log.warning(
-                    "pipeline history unreadable at discovery", pipeline=name, error=str(exc)
-                )
-                continue
-            self._learn(name, entry, page)
-            if self.settings.granularity == "pipeline":
-                for inst in page:
-                    key = self._key(name, entry, inst)
-                    if key is None:
-                        continue
-                    p = m.progress(inst)
-                    if p.state == "waiting" and p.since is not None and now - p.since < max_age:
-                        held.hold(key, p.since)
-                    else:
-                        held.release(key)
-        due: dict[str, set[int]] = {}
-        for key in held.expired(now, max_age):
-            name, _, n = key.rpartition("#")
-            if name in known and not known[name].get("gone") and n.isdigit():
-                due.setdefault(name, set()).add(int(n))
-        for key, _ in held.items():
-            if key.rpartition("#")[0] not in known or known[key.rpartition("#")[0]].get("gone"):
-                held.release(key)  # a pipeline deleted or renamed: its history is gone
-        pipes = {}
-        for name, entry in known.items():
-            pipes[name] = _Pipe(
-                name,
-                str(entry.get("group") or ""),
-                list(entry.get("stages") or []),
-                sorted(int(g) for g in entry.get("gens") or []),
-            )
+            self._look_at(name, known[name], held, now)
+        due = self._due(known, held, now)
+        pipes = {name: _Pipe.of(name, entry) for name, entry in known.items()}
         with self._lock:
             self._pipes = pipes
         for name in sorted(known):
@@ -506,14 +462,47 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
             else:
                 yield from self._refs(pipes[name], due.get(name, set()))
         yield Checkpoint(
-            dump_cursor(
-                CURSOR_VERSION,
-                now,
-                etag=etag,
-                pipelines=known,
-                held=held.as_dict(),
-            )
+            dump_cursor(CURSOR_VERSION, now, etag=etag, pipelines=known, held=held.as_dict())
         )
+
+    def _look_at(self, name: str, entry: dict[str, Any], held: Held, now: int) -> None:
+        """A moved pipeline's first history page: its stages, counter resets, and (pipeline
+        granularity) which instances wait at a gate, so their deadline is kept even on 304s."""
+        if not self._polled(name, entry.get("stages") or []):
+            return
+        try:
+            page = self._first_page(name)
+        except ConnectorError as exc:
+            # Its scan will try again and fail (or not) on its own; the rest goes on.
+            log.warning("pipeline history unreadable at discovery", pipeline=name, error=str(exc))
+            return
+        self._learn(name, entry, page)
+        if self.settings.granularity != "pipeline":
+            return
+        max_age = int(self.max_pending_age * 1000)
+        for inst in page:
+            key = self._key(name, entry, inst)
+            if key is None:
+                continue
+            p = m.progress(inst)
+            if p.state == "waiting" and p.since is not None and now - p.since < max_age:
+                held.hold(key, p.since)
+            else:
+                held.release(key)
+
+    def _due(self, known: dict[str, dict[str, Any]], held: Held, now: int) -> dict[str, set[int]]:
+        """Held instances past `max_pending_age`, by pipeline; those of a pipeline deleted or
+        renamed are let go (its history is gone)."""
+        due: dict[str, set[int]] = {}
+        for key in held.expired(now, int(self.max_pending_age * 1000)):
+            name, _, n = key.rpartition("#")
+            if name in known and not known[name].get("gone") and n.isdigit():
+                due.setdefault(name, set()).add(int(n))
+        for key, _ in held.items():
+            name = key.rpartition("#")[0]
+            if name not in known or known[name].get("gone"):
+                held.release(key)
+        return due
 
     def _learn(self, name: str, entry: dict[str, Any], page: list[dict[str, Any]]) -> None:
         """What page 1 of a pipeline's history says of it: its stages, its highest counter,
@@ -631,29 +620,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         newest: int | None = None
         yielded: dict[int, dict[str, int]] = {}  # sent now: the stage counters it holds
         listed: set[int] = set()
-        previous: int | None = None
-        for inst in self._history(pipe.name):
-            c, at = m.counter_of(inst.get("counter")), m.ms(inst.get("scheduled_date"))
-            if c is None or at is None:
-                continue
-            n = m.number(gens, at, c)
-            if floor is not None and n < floor:
-                break
-            if cursor.backfill and cursor.since_ms is not None and at < cursor.since_ms:
-                break
-            if previous is not None and n >= previous:
-                # Numbers fall as the history goes back, unless the pipeline's counter was
-                # reset (recreated) where the generations do not know it: what lies beyond
-                # is an older pipeline of the same name, whose numbers would collide with
-                # this one's. Not read (GUESS: such history predates sei-poller's watch).
-                log.warning(
-                    "the pipeline's counter was reset before sei-poller saw it; the runs"
-                    " before the reset are not sent",
-                    pipeline=pipe.name,
-                    counter=c,
-                )
-                break
-            previous = n
+        for n, inst in self._walk(pipe, gens, floor, cursor):
             newest = n if newest is None else max(newest, n)
             listed.add(n)
             item = self._judge(pipe, inst, n, now, max_age, wanted)
@@ -688,6 +655,35 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                 separators=(",", ":"),
             )
         )
+
+    def _walk(
+        self, pipe: _Pipe, gens: list[int], floor: int | None, cursor: JobCursor
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """History newest first, numbered, down to `floor` (or `since_ms` for a backfill)."""
+        previous: int | None = None
+        for inst in self._history(pipe.name):
+            c, at = m.counter_of(inst.get("counter")), m.ms(inst.get("scheduled_date"))
+            if c is None or at is None:
+                continue
+            n = m.number(gens, at, c)
+            if floor is not None and n < floor:
+                return
+            if cursor.backfill and cursor.since_ms is not None and at < cursor.since_ms:
+                return
+            if previous is not None and n >= previous:
+                # Numbers fall as the history goes back, unless the pipeline's counter was
+                # reset (recreated) where the generations do not know it: what lies beyond
+                # is an older pipeline of the same name, whose numbers would collide with
+                # this one's. Not read (GUESS: such history predates sei-poller's watch).
+                log.warning(
+                    "the pipeline's counter was reset before sei-poller saw it; the runs"
+                    " before the reset are not sent",
+                    pipeline=pipe.name,
+                    counter=c,
+                )
+                return
+            previous = n
+            yield n, inst
 
     def _judge(
         self,
@@ -1205,6 +1201,30 @@ class _BoardPipeline:
     ts: Any
     counters: tuple[int, ...]
     stages: tuple[str, ...]
+
+
+def _read_board(
+    board: list[_BoardPipeline], known: dict[str, dict[str, Any]], *, first: bool
+) -> set[str]:
+    """Folds the dashboard into `known` (the cursor's pipelines) and says which pipelines
+    moved: a new timestamp, back from gone, or everything on first sight. A counter lower
+    than the highest seen marks a reset for `_learn` to place."""
+    moved: set[str] = set()
+    for b in board:
+        entry = dict(known.get(b.name) or {})
+        if first or entry.get("ts") != b.ts or entry.get("gone"):
+            moved.add(b.name)
+        entry.update(group=b.group, ts=b.ts, gone=False)
+        entry["stages"] = _merge(list(entry.get("stages") or []), b.stages)
+        top = max(b.counters, default=None)
+        if top is not None and entry.get("max") is not None and top < entry["max"]:
+            entry["reset"] = True  # the counter went down: look for the boundary
+        known[b.name] = entry
+    on_board = {b.name for b in board}
+    for name, entry in known.items():
+        if name not in on_board:
+            entry["gone"] = True
+    return moved
 
 
 def _board(data: Any) -> list[_BoardPipeline]:
