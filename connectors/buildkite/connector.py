@@ -290,30 +290,10 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         if not self._pipelines or now - self._pipelines_at >= PIPELINES_EVERY:
             self._read_pipelines()
         since = state["at"] if state else now
-        try:
-            found: list[dict[str, Any]] | None = self._listing(
-                self._org("/builds"),
-                {"finished_from": _iso(since - OVERLAP), "include_retried_jobs": "true"},
-            )
-        except ConnectorError as exc:
-            if exc.status != 400:
-                raise
-            # More finished since the cursor than one listing may page through (a long
-            # outage): every pipeline reads what finished since its own cursor instead.
-            log.warning("too many builds finished since the last poll; reading each pipeline")
-            found = None
+        found = self._finished_since(since)
         builds = found or []
         if state is None:
-            # First poll: blocked builds the backfill will see are remembered in the cursor
-            # (one request), so `max_pending_age` finds them even across `once` runs.
-            builds += self._listing(
-                self._org("/builds"),
-                {
-                    "state": "blocked",
-                    "created_from": _iso(now - int(self.settings.max_pending_age * 1000) - DAY),
-                    "include_retried_jobs": "true",
-                },
-            )
+            builds += self._blocked_lately(now)
         with self._lock:
             now = self._date if self._date is not None else now
             self._now = now
@@ -330,25 +310,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         with self._lock:
             blocked.update(self._blocked.items())
             self._blocked = Held()
-        changed: dict[str, set[int]] = {}
-        fresh: dict[str, dict[int, dict[str, Any]]] = {}
-        new_seen = []
-        for raw in builds:
-            slug, n = raw["_slug"], raw["number"]
-            key = f"{slug}#{n}"
-            finished = _ms(raw.get("finished_at")) or 0
-            mark = f"{key}@{finished}"
-            if finished > now - OVERLAP:
-                new_seen.append(mark)
-            fresh.setdefault(slug, {})[n] = raw
-            if raw.get("blocked"):
-                blocked.hold(key, finished or now)
-                if blocked.still_held(key, now, max_age):
-                    continue
-            else:
-                blocked.release(key)
-            if mark not in seen:
-                changed.setdefault(slug, set()).add(n)
+        changed, fresh, new_seen = _sort_builds(builds, seen, blocked, now, max_age)
         # Blocked builds whose wait is over are sent now, whether or not they moved.
         for key in blocked.expired(now, max_age):
             slug, _, n = key.rpartition("#")
@@ -376,6 +338,32 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
             },
         }
         yield Checkpoint(json.dumps(new, separators=(",", ":")))
+
+    def _finished_since(self, since: int) -> list[dict[str, Any]] | None:
+        """Builds finished since `since`, org-wide; None when more finished than one listing
+        may page through (a long outage): every pipeline then reads from its own cursor."""
+        try:
+            return self._listing(
+                self._org("/builds"),
+                {"finished_from": _iso(since - OVERLAP), "include_retried_jobs": "true"},
+            )
+        except ConnectorError as exc:
+            if exc.status != 400:
+                raise
+            log.warning("too many builds finished since the last poll; reading each pipeline")
+            return None
+
+    def _blocked_lately(self, now: int) -> list[dict[str, Any]]:
+        """On the first poll, blocked builds the backfill will see (one request): remembered
+        in the cursor, so `max_pending_age` finds them even across `once` runs."""
+        return self._listing(
+            self._org("/builds"),
+            {
+                "state": "blocked",
+                "created_from": _iso(now - int(self.settings.max_pending_age * 1000) - DAY),
+                "include_retried_jobs": "true",
+            },
+        )
 
     def _ref(self, p: dict[str, Any], changed: set[int] | None) -> JobRef:
         return JobRef(
@@ -911,3 +899,31 @@ def _worst(results: list[str]) -> str:
         if r in results:
             return r
     return "NOT_BUILT"
+
+
+def _sort_builds(
+    builds: list[dict[str, Any]], seen: set[str], blocked: Held, now: int, max_age: int
+) -> tuple[dict[str, set[int]], dict[str, dict[int, dict[str, Any]]], list[str]]:
+    """What the org-wide listing says: the numbers changed per pipeline (not seen at this
+    finish time before, not still held as blocked), the listed builds per pipeline (their
+    scans need not read them again), and the marks to remember for the overlap."""
+    changed: dict[str, set[int]] = {}
+    fresh: dict[str, dict[int, dict[str, Any]]] = {}
+    new_seen = []
+    for raw in builds:
+        slug, n = raw["_slug"], raw["number"]
+        key = f"{slug}#{n}"
+        finished = _ms(raw.get("finished_at")) or 0
+        mark = f"{key}@{finished}"
+        if finished > now - OVERLAP:
+            new_seen.append(mark)
+        fresh.setdefault(slug, {})[n] = raw
+        if raw.get("blocked"):
+            blocked.hold(key, finished or now)
+            if blocked.still_held(key, now, max_age):
+                continue
+        else:
+            blocked.release(key)
+        if mark not in seen:
+            changed.setdefault(slug, set()).add(n)
+    return changed, fresh, new_seen
