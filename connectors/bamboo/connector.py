@@ -55,7 +55,7 @@ from urllib.parse import unquote
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import (
     ChangesAfterSend,
@@ -69,7 +69,7 @@ from connectors.kit.cursors import dump_cursor, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
 from connectors.kit.paging import by_offset
-from connectors.kit.settings import Duration
+from connectors.kit.settings import Duration, TokenOrPassword
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -127,19 +127,11 @@ _CHILD_KEY = re.compile(r"([A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?-[0-9]+)")
 _TAGS = re.compile(r"<[^>]+>")
 
 
-class Settings(BaseModel):
+class Settings(TokenOrPassword):
     """Keys only Bamboo servers have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: SecretStr | None = Field(
-        default=None,
-        description='a personal access token in quotes (or token_file = "path")',
-    )
-    username: str | None = Field(default=None, description="a Bamboo user name in quotes")
-    password: SecretStr | None = Field(
-        default=None, description='the password in quotes (or password_file = "path")'
-    )
     deployments: bool = Field(
         default=True, description="true (send deployment results too) or false"
     )
@@ -153,16 +145,6 @@ class Settings(BaseModel):
     max_pending_age: Duration = Field(
         default=7 * 86400.0, description="a duration like '12h' or '7d'"
     )
-
-    @model_validator(mode="after")
-    def _credentials(self) -> Settings:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("set both 'username' and 'password', or neither")
-        if self.token is None and self.username is None:
-            raise ValueError("set 'token' (a personal access token), or 'username' and 'password'")
-        if self.token is not None and self.username is not None:
-            raise ValueError("set either 'token' or 'username' and 'password', not both")
-        return self
 
 
 @dataclass(frozen=True)
@@ -260,11 +242,7 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
         self.settings: Settings = spec.settings
         s = requests.Session()
         s.headers["Accept"] = "application/json"
-        if self.settings.token is not None:
-            s.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-        else:
-            assert self.settings.password is not None
-            s.auth = (self.settings.username or "", self.settings.password.get_secret_value())
+        self.settings.authorise(s)
         self._session = prepare(s, spec)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._lock = threading.Lock()

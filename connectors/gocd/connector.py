@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 import connectors.gocd.mapping as m
 from connectors.base import (
@@ -73,7 +73,7 @@ from connectors.kit.cursors import date_header, dump_cursor, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
 from connectors.kit.paging import follow
-from connectors.kit.settings import Duration
+from connectors.kit.settings import Duration, TokenOrPassword
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -116,18 +116,11 @@ MESSAGE = 300
 STAGE_SLACK = 86_400_000
 
 
-class Settings(BaseModel):
+class Settings(TokenOrPassword):
     """Keys only GoCD servers have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: SecretStr | None = Field(
-        default=None, description='a GoCD access token in quotes (or token_file = "path")'
-    )
-    username: str | None = Field(default=None, description="a GoCD user name in quotes")
-    password: SecretStr | None = Field(
-        default=None, description='the password in quotes (or password_file = "path")'
-    )
     granularity: Literal["pipeline", "stage"] = Field(
         default="pipeline",
         description='"pipeline" (one SEI job per pipeline) or "stage" (one per pipeline stage)',
@@ -137,16 +130,6 @@ class Settings(BaseModel):
     max_pending_age: Duration = Field(
         default=7 * 86400.0, description="a duration like '12h' or '7d'"
     )
-
-    @model_validator(mode="after")
-    def _credentials(self) -> Settings:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("set both 'username' and 'password', or neither")
-        if self.token is None and self.username is None:
-            raise ValueError("set 'token' (a GoCD access token), or 'username' and 'password'")
-        if self.token is not None and self.username is not None:
-            raise ValueError("set either 'token' or 'username' and 'password', not both")
-        return self
 
 
 @dataclass
@@ -236,11 +219,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         self.base = url if urlsplit(url).path.rstrip("/").endswith("/go") else url + "go/"
         self.api = self.base + "api/"
         s = requests.Session()
-        if self.settings.token is not None:
-            s.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-        else:
-            assert self.settings.password is not None
-            s.auth = (self.settings.username or "", self.settings.password.get_secret_value())
+        self.settings.authorise(s)
         self._session = prepare(s, spec)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._lock = threading.Lock()

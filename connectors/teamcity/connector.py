@@ -52,12 +52,13 @@ from urllib.parse import urlsplit
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import RecentBuilds, ServerCursor, Services
 from connectors.kit.cursors import OVERLAP, date_header, load_cursor
 from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
 from connectors.kit.paging import follow
+from connectors.kit.settings import TokenOrPassword
 from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
@@ -111,18 +112,11 @@ TREE_FIELDS = (
 )
 
 
-class Settings(BaseModel):
+class Settings(TokenOrPassword):
     """Keys only TeamCity servers have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: SecretStr | None = Field(
-        default=None, description='an access token in quotes (or token_file = "path")'
-    )
-    username: str | None = Field(default=None, description="a TeamCity user name in quotes")
-    password: SecretStr | None = Field(
-        default=None, description='the password in quotes (or password_file = "path")'
-    )
     personal: bool = Field(default=False, description="true or false")
     job_name: Literal["path", "internal_id"] = Field(
         default="path", description='"path" (project ids / build configuration id) or "internal_id"'
@@ -130,16 +124,6 @@ class Settings(BaseModel):
     lookup_limit: int = Field(
         default=100_000, ge=5000, description="a whole number of builds, at least 5000"
     )
-
-    @model_validator(mode="after")
-    def _credentials(self) -> Settings:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("set both 'username' and 'password', or neither")
-        if self.token is None and self.username is None:
-            raise ValueError("set 'token' (an access token), or 'username' and 'password'")
-        if self.token is not None and self.username is not None:
-            raise ValueError("set either 'token' or 'username' and 'password', not both")
-        return self
 
 
 @dataclass(frozen=True)
@@ -173,11 +157,7 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
         self.settings: Settings = spec.settings
         s = requests.Session()
         s.headers["Accept"] = "application/json"
-        if self.settings.token is not None:
-            s.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-        else:
-            assert self.settings.password is not None
-            s.auth = (self.settings.username or "", self.settings.password.get_secret_value())
+        self.settings.authorise(s)
         self._session = prepare(s, spec)
         self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
         self._lock = threading.Lock()

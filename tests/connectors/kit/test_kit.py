@@ -3,6 +3,8 @@ where time matters, so no test sleeps."""
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 import pytest
@@ -216,3 +218,42 @@ def test_get_capped_sends_per_request_headers_beside_the_sessions() -> None:
         session.close()
     assert seen[0] == {"Accept": "application/vnd.go.cd.v4+json", "X-Token": "kept"}
     assert seen[1]["Accept"] == "*/*" and seen[1]["X-Token"] == "kept"  # not left behind
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "error"),
+    [
+        ({}, "set 'token' (an access token), or 'username' and 'password'"),
+        ({"username": "u"}, "set both 'username' and 'password', or neither"),
+        ({"token": "t", "username": "u", "password": "p"}, "not both"),
+    ],
+)
+def test_credentials_are_a_token_or_a_user_and_password_never_both(
+    keys: dict[str, str], error: str
+) -> None:
+    from pydantic import ValidationError
+
+    from connectors.kit.settings import TokenOrPassword
+
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        TokenOrPassword(**keys)  # type: ignore[arg-type]
+
+
+def test_credentials_reach_the_server_as_bearer_or_basic(httpserver: Any) -> None:
+    import requests
+
+    from connectors.kit.settings import TokenOrPassword
+
+    basic = "Basic " + base64.b64encode(b"sei-bot:pa:ss").decode()
+    httpserver.expect_request("/t", headers={"Authorization": "Bearer tok"}).respond_with_data("t")
+    httpserver.expect_request("/b", headers={"Authorization": basic}).respond_with_data("b")
+    for path, keys in (
+        ("/t", {"token": "tok"}),
+        ("/b", {"username": "sei-bot", "password": "pa:ss"}),
+    ):
+        with requests.Session() as s:
+            TokenOrPassword(**keys).authorise(s)  # type: ignore[arg-type]
+            assert s.get(httpserver.url_for(path), timeout=5).text == path[1:]
