@@ -10,7 +10,10 @@ each package says only what its answers and error pages look like.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hmac
 import socket
 import ssl
 import struct
@@ -21,6 +24,28 @@ from urllib.parse import parse_qsl, unquote
 
 from .faults import Faults
 from .tls import TLSServer
+
+
+def who(
+    authorization: str | None, *, token: str | None, username: str, password: str | None
+) -> str | None:
+    """The user an `Authorization` header proves (`Bearer <token>` or HTTP basic), or None.
+    Compared in constant time, as servers do; a malformed header proves no one."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token is not None:
+        return username if hmac.compare_digest(value.strip().encode(), token.encode()) else None
+    if scheme.lower() == "basic" and password is not None:
+        try:
+            user, colon, secret = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if (
+            colon
+            and hmac.compare_digest(user.encode(), username.encode())
+            and hmac.compare_digest(secret.encode(), password.encode())
+        ):
+            return user
+    return None
 
 
 class Recorded(NamedTuple):

@@ -13,9 +13,6 @@ the answer holds (BAM-17961), so only an empty page says the listing ended.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -23,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import connectors.bamboo.standin.model as m
-from poller.standins.http import StandinHandler
+from poller.standins.http import StandinHandler, who
 
 if TYPE_CHECKING:
     from .controller import FakeBamboo
@@ -112,24 +109,12 @@ def _scalar(v: Any) -> str:
 
 def _who(fb: FakeBamboo, headers: Any) -> str | None:
     """`Authorization: Bearer <personal access token>` (Bamboo 6.10+) or HTTP basic."""
-    auth = headers.get("Authorization") or ""
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer":
-        if hmac.compare_digest(value.strip().encode(), fb.token.encode()):
-            return fb.username
-        return None
-    if scheme.lower() == "basic":
-        try:
-            user, colon, secret = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if (
-            colon
-            and hmac.compare_digest(user.encode(), fb.username.encode())
-            and hmac.compare_digest(secret.encode(), fb.password.encode())
-        ):
-            return user
-    return None
+    return who(
+        headers.get("Authorization"),
+        token=fb.token,
+        username=fb.username,
+        password=fb.password,
+    )
 
 
 def _answer(

@@ -15,15 +15,12 @@ cursor paging, the dashboard's ETag, GoCD's error answers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
-from poller.standins.http import StandinHandler
+from poller.standins.http import StandinHandler, who
 
 from .model import Instance, Render, StageRun
 
@@ -88,23 +85,12 @@ def _message(status: int, text: str) -> tuple[int, str, bytes]:
 
 
 def _who(gocd: FakeGoCD, headers: Any) -> str | None:
-    auth = headers.get("Authorization") or ""
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer":
-        ok = hmac.compare_digest(value.strip().encode(), gocd.token.encode())
-        return gocd.username if ok else None
-    if scheme.lower() == "basic":
-        try:
-            user, colon, secret = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if (
-            colon
-            and hmac.compare_digest(user.encode(), gocd.username.encode())
-            and hmac.compare_digest(secret.encode(), gocd.password.encode())
-        ):
-            return user
-    return None
+    return who(
+        headers.get("Authorization"),
+        token=gocd.token,
+        username=gocd.username,
+        password=gocd.password,
+    )
 
 
 def _accepts(headers: Any, version: int) -> str | None:

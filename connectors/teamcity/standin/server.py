@@ -7,15 +7,12 @@ then the mapper's hint); a 401 carries `WWW-Authenticate: Basic realm="TeamCity"
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import re
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
-from poller.standins.http import StandinHandler
+from poller.standins.http import StandinHandler, who
 
 from .finder import find_builds
 from .locator import LocatorError, Spec, parse_fields, prune
@@ -98,24 +95,12 @@ def _who(tc: FakeTeamCity, headers: Any, prefix: str) -> str | None:
     `Authorization: Bearer <token>` (TeamCity 2019.1+ access tokens) or HTTP basic; on the
     legacy `/httpAuth/` prefix only basic. `/guestAuth/` is refused: guest access is off.
     """
-    auth = headers.get("Authorization") or ""
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and prefix != "/httpAuth":
-        if hmac.compare_digest(value.strip().encode(), tc.token.encode()):
-            return tc.username
-        return None
-    if scheme.lower() == "basic":
-        try:
-            user, colon, secret = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if (
-            colon
-            and hmac.compare_digest(user.encode(), tc.username.encode())
-            and hmac.compare_digest(secret.encode(), tc.password.encode())
-        ):
-            return user
-    return None
+    return who(
+        headers.get("Authorization"),
+        token=None if prefix == "/httpAuth" else tc.token,
+        username=tc.username,
+        password=tc.password,
+    )
 
 
 def _answer(
