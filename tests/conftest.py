@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +106,32 @@ class PollerEnv:
 
     sei: FakeSei
     config: Path
+    dir: Path
+
+    def server(self) -> dict[str, Any]:
+        """The CI system's own server keys, for `write`."""
+        raise NotImplementedError
+
+    def write(self, **server: Any) -> None:
+        """The config: one server, `server()` with `server` on top (None leaves a key out)."""
+        keys = {"backfill_since": "all", "timeout": 2, **self.server(), **server}
+        kept = {k: v for k, v in keys.items() if v is not None}
+        write_config(self.config, sei_url=self.sei.url, servers=[kept])
+
+    def sent(self, job: str | None = None) -> list[int]:
+        """Build numbers SEI accepted, of `job` or of all jobs."""
+        return sorted(n for (j, n) in self.runs() if job is None or j == job)
+
+    def cursor(self) -> dict[str, Any] | None:
+        """The server cursor the state file holds."""
+        with sqlite3.connect(self.dir / "state.db") as db:
+            row = db.execute("SELECT cursor FROM server_cursors").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def job_cursor(self, job: str) -> dict[str, Any] | None:
+        with sqlite3.connect(self.dir / "state.db") as db:
+            row = db.execute("SELECT cursor FROM jobs WHERE job = ?", (job,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def run(self, *args: str) -> int:
         return main(["-c", str(self.config), *args])
@@ -123,4 +151,6 @@ def _toml(v: object) -> str:
         return str(v)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml(str(k))} = {_toml(x)}" for k, x in v.items()) + " }"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

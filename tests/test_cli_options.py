@@ -94,7 +94,7 @@ def test_given_on_both_sides_the_one_after_the_command_wins(command: str) -> Non
 def test_config_after_the_command(env: Env) -> None:
     proc = _cli("once", "-c", str(env.config))
     assert proc.returncode == 0, proc.stderr
-    assert env.sent_numbers("team/api") == [1, 2, 3]
+    assert env.sent("team/api") == [1, 2, 3]
     assert _info_lines(proc.stderr)  # the default level still applies
 
 

@@ -89,12 +89,12 @@ def test_a_scan_that_fails_on_its_second_page_keeps_the_first(env: Env) -> None:
     _pipeline(env, "p", range(1, 151))  # two pages: builds{0,100}, then allBuilds{100,200}
     env.jenkins.fail(r"^/job/p/api/json$", 500, query=r"allBuilds")  # only the second page
     assert env.once() == 1
-    assert env.sent_numbers("p") == list(range(51, 151)), "the first page was lost"
+    assert env.sent("p") == list(range(51, 151)), "the first page was lost"
     assert env.watermark("p") is None  # the scan did not complete: the watermark waits
     wfapi_before = env.jenkins.count(r"/wfapi/describe")
     env.jenkins.clear_faults()
     assert env.once() == 0
-    assert env.sent_numbers("p") == list(range(1, 151))
+    assert env.sent("p") == list(range(1, 151))
     assert env.jenkins.count(r"/wfapi/describe") - wfapi_before == 50  # only the new ones
     keys = env.sei.keys()
     assert len(keys) == len(set(keys)) == 150
@@ -111,7 +111,7 @@ def test_a_build_whose_stages_always_fail_is_parked_and_the_job_moves_on(
     # (it renders every recent run), so neither way to its stages works.
     env.jenkins.fail(r"^/job/p/(3/wfapi/describe|wfapi/runs)$", 500)
     assert env.once() == 1  # something is not delivered: say so
-    assert env.sent_numbers("p") == [1, 2, 4, 5]
+    assert env.sent("p") == [1, 2, 4, 5]
     assert env.watermark("p") == 2  # waits below the parked build, like a running one
     status = _status_json(env, capsys)
     [parked] = status["parked_builds"]
@@ -126,7 +126,7 @@ def test_a_build_whose_stages_always_fail_is_parked_and_the_job_moves_on(
     env.jenkins.add_build("p", 6, timestamp=T0 + 6000, duration=10)
     before = env.jenkins.count(r"^/job/p/3/wfapi")
     assert env.once() == 1
-    assert env.sent_numbers("p") == [1, 2, 4, 5, 6]
+    assert env.sent("p") == [1, 2, 4, 5, 6]
     assert env.jenkins.count(r"^/job/p/3/wfapi") == before
 
     # Due again, still broken: another attempt, still parked.
@@ -163,7 +163,7 @@ def test_give_up_after_never_leaves_it_to_the_operator(env: Env) -> None:
     assert env.once() == 1
     _age_problems(env, 30 * DAY / 1000)
     assert env.once() == 1
-    assert env.sent_numbers("p") == [2] and _problems(env) == [("build", "p", 1)]
+    assert env.sent("p") == [2] and _problems(env) == [("build", "p", 1)]
 
 
 def test_a_parked_build_deleted_on_the_server_stops_holding_the_job(env: Env) -> None:
@@ -173,7 +173,7 @@ def test_a_parked_build_deleted_on_the_server_stops_holding_the_job(env: Env) ->
     env.jenkins.delete_build("p", 2)
     env.jenkins.add_build("p", 4, timestamp=T0 + 4000, duration=10)
     assert env.once() == 0
-    assert env.sent_numbers("p") == [1, 3, 4]
+    assert env.sent("p") == [1, 3, 4]
     assert env.watermark("p") == 4 and _problems(env) == []
 
 
@@ -193,10 +193,10 @@ def test_a_folder_that_always_fails_hides_only_itself(
     assert folder["job"] == "bad" and folder["url"].endswith("/job/bad/api/json")
     j.add_build("good/y", 2, timestamp=T0 + 1, duration=10)
     assert env.once() == 1
-    assert env.sent_numbers("good/y") == [1, 2]
+    assert env.sent("good/y") == [1, 2]
     j.clear_faults()
     assert env.once() == 0
-    assert env.sent_numbers("bad/x") == [1]
+    assert env.sent("bad/x") == [1]
     assert _status_json(env, capsys)["failing_folders"] == []
 
 

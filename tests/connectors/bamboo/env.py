@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 from connectors.bamboo.standin import FakeBamboo
 from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv, write_config
+from tests.conftest import PollerEnv
 
 GUID = "7c2e9a41-3b5d-4e8f-9a10-6d4c2b1e0f93"
 SECOND = 1000
@@ -27,41 +25,15 @@ class Env(PollerEnv):
     dir: Path
     config: Path
 
-    def sent(self, job: str | None = None) -> list[int]:
-        return sorted(n for (j, n) in self.runs() if job is None or j == job)
-
-    def write(self, **server: Any) -> None:
-        base = {
+    def server(self) -> dict[str, Any]:
+        return {
             "name": "bamboo-main",
             "type": "bamboo",
             "url": self.bamboo.url,
             "token": self.bamboo.token,
             "instance_guid": GUID,
             "instance_name": "Bamboo-1",
-            "backfill_since": "all",
-            "timeout": 2,
         }
-        base.update(server)
-        repos = base.pop("repo_urls", None)
-        base = {k: v for k, v in base.items() if v is not None}  # None: leave the key out
-        extra = ""
-        if repos:
-            rows = "\n".join(f'"{k}" = "{v}"' for k, v in repos.items())
-            extra = f"[servers.repo_urls]\n{rows}\n"
-        write_config(self.config, sei_url=self.sei.url, servers=[base])
-        if extra:
-            with self.config.open("a") as f:
-                f.write(extra)
-
-    def cursor(self) -> dict[str, Any] | None:
-        with sqlite3.connect(self.dir / "state.db") as db:
-            row = db.execute("SELECT cursor FROM server_cursors").fetchone()
-        return json.loads(row[0]) if row else None
-
-    def job_cursor(self, job: str) -> dict[str, Any] | None:
-        with sqlite3.connect(self.dir / "state.db") as db:
-            row = db.execute("SELECT cursor FROM jobs WHERE job = ?", (job,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
 
     def common(self, job: str, number: int, key: str | None = None) -> dict[str, Any]:
         """The payload fields every Bamboo plan result has, from config and identity."""

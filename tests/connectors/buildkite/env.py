@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 from connectors.buildkite.standin import FakeBuildkite
 from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv, write_config
+from tests.conftest import PollerEnv
 
 GUID = "7c2e9a41-3b5d-4e8f-9a6c-1d2b3c4e5f60"
 SECOND = 1000
@@ -27,11 +25,8 @@ class Env(PollerEnv):
     dir: Path
     config: Path
 
-    def sent(self, job: str | None = None) -> list[int]:
-        return sorted(n for (j, n) in self.runs() if job is None or j == job)
-
-    def write(self, **server: Any) -> None:
-        base = {
+    def server(self) -> dict[str, Any]:
+        return {
             "name": "bk-main",
             "type": "buildkite",
             "url": self.bk.url,  # without /v2: the connector adds it
@@ -40,16 +35,7 @@ class Env(PollerEnv):
             "instance_guid": GUID,
             "instance_name": "Buildkite-1",
             "backfill_since": "30d",
-            "timeout": 2,
         }
-        base.update(server)
-        base = {k: v for k, v in base.items() if v is not None}  # None: leave the key out
-        write_config(self.config, sei_url=self.sei.url, servers=[base])
-
-    def cursor(self) -> dict[str, Any] | None:
-        with sqlite3.connect(self.dir / "state.db") as db:
-            row = db.execute("SELECT cursor FROM server_cursors").fetchone()
-        return json.loads(row[0]) if row else None
 
     def common(self, slug: str, n: int) -> dict[str, Any]:
         """The payload fields every Buildkite build has, from config and identity."""

@@ -39,9 +39,6 @@ class Env(PollerEnv):
     dir: Path
     config: Path
 
-    def sent_numbers(self, job: str) -> list[int]:
-        return sorted(n for (j, n) in self.runs() if j == job)
-
     def watermark(self, job: str) -> int | None:
         with sqlite3.connect(self.dir / "state.db") as db:
             row = db.execute("SELECT watermark FROM jobs WHERE job = ?", [job]).fetchone()

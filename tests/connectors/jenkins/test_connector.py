@@ -289,7 +289,7 @@ def test_idle_poll_costs_only_discovery(env: Env) -> None:
     j.reset_requests()
     assert env.once() == 0
     assert len(j.requests) == 2  # discovery + one ranged page for the one changed job
-    assert env.sent_numbers("b/job3") == [1, 2, 3, 4]
+    assert env.sent("b/job3") == [1, 2, 3, 4]
 
 
 def test_build_finishing_out_of_order_is_sent_when_it_finishes(env: Env) -> None:
@@ -298,13 +298,13 @@ def test_build_finishing_out_of_order_is_sent_when_it_finishes(env: Env) -> None
     j.add_build("race", 10, result=None, building=True, timestamp=T0 + 1)
     j.add_build("race", 11, timestamp=T0 + 2, duration=10)
     assert env.once() == 0
-    assert env.sent_numbers("race") == [9, 11]
+    assert env.sent("race") == [9, 11]
     assert env.watermark("race") == 9
     assert env.once() == 0  # still running: looked at again, not sent
-    assert env.sent_numbers("race") == [9, 11]
+    assert env.sent("race") == [9, 11]
     j.finish_build("race", 10, result="FAILURE", duration=500)
     assert env.once() == 0
-    assert env.sent_numbers("race") == [9, 10, 11]
+    assert env.sent("race") == [9, 10, 11]
     assert env.runs()[("race", 10)]["result"] == "FAILURE"
     assert env.watermark("race") == 11
     assert len(env.sei.keys()) == 3  # each exactly once
@@ -320,7 +320,7 @@ def test_vanished_build_is_skipped_and_logged(env: Env, capsys: pytest.CaptureFi
     j.add_build("gone", 4, timestamp=T0 + 3, duration=10)
     capsys.readouterr()
     assert env.once() == 0
-    assert env.sent_numbers("gone") == [1, 3, 4]
+    assert env.sent("gone") == [1, 3, 4]
     assert env.watermark("gone") == 4
     assert "vanished" in capsys.readouterr().err
 
@@ -333,11 +333,11 @@ def test_failing_job_keeps_its_watermark_while_others_proceed(env: Env) -> None:
     j.fail(r"/job/broken/api/json", status=500)
     j.delay(r"/job/slow/api/json", 4.0)  # beyond the 2 s timeout
     assert env.once() == 1
-    assert env.sent_numbers("f/ok") == [1]
+    assert env.sent("f/ok") == [1]
     assert env.watermark("f/broken") is None and env.watermark("f/slow") is None
     j.clear_faults()
     assert env.once() == 0
-    assert env.sent_numbers("f/broken") == [1] and env.sent_numbers("f/slow") == [1]
+    assert env.sent("f/broken") == [1] and env.sent("f/slow") == [1]
 
 
 def test_failing_folder_does_not_stop_the_rest(env: Env) -> None:
@@ -350,7 +350,7 @@ def test_failing_folder_does_not_stop_the_rest(env: Env) -> None:
     assert env.once() == 1
     assert env.runs() == {}
     assert env.once() == 0
-    assert env.sent_numbers("good") == [1] and env.sent_numbers("bad/x") == [1]
+    assert env.sent("good") == [1] and env.sent("bad/x") == [1]
 
 
 def test_recreated_job_is_noticed(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -375,7 +375,7 @@ def test_first_sight_backfills_only_the_window(env: Env) -> None:
     j.add_build("old", 3, timestamp=NOW - 10 * DAY, duration=10)
     j.add_build("old", 4, timestamp=NOW - 1 * DAY, duration=10)
     assert env.once() == 0
-    assert env.sent_numbers("old") == [3, 4]
+    assert env.sent("old") == [3, 4]
     assert env.watermark("old") == 4
     # a time-bounded first read asks for a small page, not for 100 build records
     pages = [r.query["tree"] for r in j.requests if r.path.endswith("/job/old/api/json")]
@@ -401,7 +401,7 @@ def test_many_builds_are_paged_past_the_hundred_builds_holds(env: Env) -> None:
     for n in range(1, 251):
         j.add_build("long", n, timestamp=T0 + n, duration=10)
     assert env.once() == 0
-    assert env.sent_numbers("long") == list(range(1, 251))
+    assert env.sent("long") == list(range(1, 251))
     queries = [r.query.get("tree", "") for r in j.requests if "/job/long/api/json" in r.path]
     assert len(queries) == 3
     assert any("allBuilds" in q for q in queries)
@@ -461,8 +461,8 @@ def test_idle_poll_with_running_builds(env: Env) -> None:
     j.finish_build("newest-running", 2, result="FAILURE", duration=5)
     j.finish_build("out-of-order", 1, result="SUCCESS", duration=5)
     assert env.once() == 0
-    assert env.sent_numbers("newest-running") == [1, 2]
-    assert env.sent_numbers("out-of-order") == [1, 2]
+    assert env.sent("newest-running") == [1, 2]
+    assert env.sent("out-of-order") == [1, 2]
     j.finish_build("newest-running", 3, duration=5)
     assert env.once() == 0
-    assert env.sent_numbers("newest-running") == [1, 2, 3]
+    assert env.sent("newest-running") == [1, 2, 3]

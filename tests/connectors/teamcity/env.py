@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 from connectors.teamcity.standin import FakeTeamCity
 from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv, write_config
+from tests.conftest import PollerEnv
 
 GUID = "5b1f3c2a-9d4e-4f6a-8b7c-2e1d0a9f8c7b"
 SECOND = 1000
@@ -27,28 +25,15 @@ class Env(PollerEnv):
     dir: Path
     config: Path
 
-    def sent(self, job: str | None = None) -> list[int]:
-        return sorted(n for (j, n) in self.runs() if job is None or j == job)
-
-    def write(self, **server: Any) -> None:
-        base = {
+    def server(self) -> dict[str, Any]:
+        return {
             "name": "tc-main",
             "type": "teamcity",
             "url": self.tc.url,
             "token": self.tc.token,
             "instance_guid": GUID,
             "instance_name": "TeamCity-1",
-            "backfill_since": "all",
-            "timeout": 2,
         }
-        base.update(server)
-        base = {k: v for k, v in base.items() if v is not None}  # None: leave the key out
-        write_config(self.config, sei_url=self.sei.url, servers=[base])
-
-    def cursor(self) -> dict[str, Any] | None:
-        with sqlite3.connect(self.dir / "state.db") as db:
-            row = db.execute("SELECT cursor FROM server_cursors").fetchone()
-        return json.loads(row[0]) if row else None
 
     def common(self, job: str, build_id: int, bt: str) -> dict[str, Any]:
         """The payload fields every TeamCity build has, from config and identity."""
