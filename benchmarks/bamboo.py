@@ -29,32 +29,11 @@ from typing import Any
 
 import requests
 
+from benchmarks.bulk import bulk_config
 from connectors.bamboo.standin import FakeBamboo, now_ms, seed_bulk
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
-
-
-def _config(path: Path, fb: FakeBamboo, sei: FakeSei, stages: bool) -> Path:
-    path.write_text(f"""
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 4
-[state]
-path = "state.db"
-[[servers]]
-name = "bulk"
-type = "bamboo"
-url = "{fb.url}"
-token = "{fb.token}"
-instance_guid = "666ba79b-3f3d-4236-ac04-4686ce526705"
-instance_name = "bulk"
-backfill_since = "all"
-stages = {"true" if stages else "false"}
-""")
-    path.chmod(0o600)
-    return path
 
 
 def _kinds(fb: FakeBamboo) -> dict[str, int]:
@@ -125,7 +104,9 @@ def measure(plans: int, results: int, stages: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d, FakeBamboo() as fb, FakeSei() as sei:
         keys = seed_bulk(fb, plans=plans, results_per_plan=results)
         fb.trigger("BULK0-PLAN000")  # running: watched by every poll
-        cfg = _config(Path(d) / "config.toml", fb, sei, stages)
+        cfg = bulk_config(
+            Path(d) / "config.toml", sei, type="bamboo", url=fb.url, token=fb.token, stages=stages
+        )
         started = time.monotonic()
         assert main(["-c", str(cfg), "--log-level", "error", "once"]) == 0
         seconds = time.monotonic() - started

@@ -21,34 +21,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.bulk import bulk_config
 from connectors.buildkite.standin import FakeBuildkite, now_ms
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
 
 DAY = 86_400_000
-
-
-def _config(path: Path, bk: FakeBuildkite, sei: FakeSei) -> Path:
-    path.write_text(f"""
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 4
-[state]
-path = "state.db"
-[[servers]]
-name = "bulk"
-type = "buildkite"
-url = "{bk.url}"
-organization = "{bk.org}"
-token = "{bk.token}"
-instance_guid = "666ba79b-3f3d-4236-ac04-4686ce526705"
-instance_name = "bulk"
-backfill_since = "all"
-""")
-    path.chmod(0o600)
-    return path
 
 
 def _kinds(bk: FakeBuildkite) -> dict[str, int]:
@@ -87,7 +66,14 @@ def measure(pipelines: int, builds: int, limit: int) -> dict[str, object]:
     ):
         total = seed(bk, pipelines, builds)
         bk.add_build("service-000", state="running", created=now_ms(), started=now_ms())
-        cfg = _config(Path(d) / "config.toml", bk, sei)
+        cfg = bulk_config(
+            Path(d) / "config.toml",
+            sei,
+            type="buildkite",
+            url=bk.url,
+            organization=bk.org,
+            token=bk.token,
+        )
         started = time.monotonic()
         assert main(["-c", str(cfg), "--log-level", "error", "once"]) == 0
         seconds = time.monotonic() - started

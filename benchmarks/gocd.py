@@ -29,33 +29,11 @@ from typing import Any
 
 import requests
 
+from benchmarks.bulk import bulk_config
 from connectors.gocd.standin import FakeGoCD, forced, now_ms, seed_bulk
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
-
-
-def _config(path: Path, gocd: FakeGoCD, sei: FakeSei, granularity: str, stages: bool) -> Path:
-    path.write_text(f"""
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 4
-[state]
-path = "state.db"
-[[servers]]
-name = "bulk"
-type = "gocd"
-url = "{gocd.url}"
-token = "{gocd.token}"
-instance_guid = "666ba79b-3f3d-4236-ac04-4686ce526705"
-instance_name = "bulk"
-backfill_since = "all"
-granularity = "{granularity}"
-stages = {"true" if stages else "false"}
-""")
-    path.chmod(0o600)
-    return path
 
 
 def _kinds(gocd: FakeGoCD) -> dict[str, int]:
@@ -82,7 +60,15 @@ def measure(pipelines: int, instances: int, granularity: str, stages: bool) -> d
     with tempfile.TemporaryDirectory() as d, FakeGoCD() as gocd, FakeSei() as sei:
         total = _seed(gocd, pipelines, instances)
         runs = total * (2 if granularity == "stage" else 1)
-        cfg = _config(Path(d) / "config.toml", gocd, sei, granularity, stages)
+        cfg = bulk_config(
+            Path(d) / "config.toml",
+            sei,
+            type="gocd",
+            url=gocd.url,
+            token=gocd.token,
+            granularity=granularity,
+            stages=stages,
+        )
         started = time.monotonic()
         assert main(["-c", str(cfg), "--log-level", "error", "once"]) == 0
         seconds = time.monotonic() - started

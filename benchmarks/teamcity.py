@@ -20,32 +20,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.bulk import bulk_config
 from connectors.teamcity.standin import FakeTeamCity, now_ms, seed_bulk
 from poller import logs
 from poller.cli import main
 from poller.standins.sei import FakeSei
-
-
-def _config(path: Path, tc: FakeTeamCity, sei: FakeSei, stages: bool) -> Path:
-    path.write_text(f"""
-[sei]
-url = "{sei.url}"
-api_key = "{sei.api_key}"
-concurrency = 4
-[state]
-path = "state.db"
-[[servers]]
-name = "bulk"
-type = "teamcity"
-url = "{tc.url}"
-token = "{tc.token}"
-instance_guid = "666ba79b-3f3d-4236-ac04-4686ce526705"
-instance_name = "bulk"
-backfill_since = "all"
-stages = {"true" if stages else "false"}
-""")
-    path.chmod(0o600)
-    return path
 
 
 def _kinds(tc: FakeTeamCity) -> dict[str, int]:
@@ -65,7 +44,9 @@ def measure(configs: int, builds: int, stages: bool) -> dict[str, object]:
         running = tc.queue_build("Bulk0_Config000")
         tc.start_build(running)
         tc.queue_build("Bulk1_Config001")
-        cfg = _config(Path(d) / "config.toml", tc, sei, stages)
+        cfg = bulk_config(
+            Path(d) / "config.toml", sei, type="teamcity", url=tc.url, token=tc.token, stages=stages
+        )
         started = time.monotonic()
         assert main(["-c", str(cfg), "--log-level", "error", "once"]) == 0
         seconds = time.monotonic() - started
