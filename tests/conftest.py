@@ -6,7 +6,8 @@ import contextlib
 import json
 import sqlite3
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,16 @@ def write_config(
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Whether `predicate` came true within `timeout` seconds (a daemon works on its own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 class PollerEnv:

@@ -17,6 +17,7 @@ import requests
 
 from connectors.jenkins.standin import FakeJenkins
 from poller.standins.sei import FakeSei
+from tests.conftest import wait_until
 from tests.connectors.jenkins.env import DAY, Env
 
 BUILDS = 300
@@ -49,19 +50,10 @@ def _start(env: Env, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
-def _wait(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_sigkill_mid_delivery_loses_nothing(env: Env) -> None:
     proc = _start(env)
     try:
-        assert _wait(lambda: len(env.sei.received) >= 60), "delivery never started"
+        assert wait_until(lambda: len(env.sei.received) >= 60), "delivery never started"
     finally:
         proc.kill()
         proc.wait(10)
@@ -69,7 +61,7 @@ def test_sigkill_mid_delivery_loses_nothing(env: Env) -> None:
     assert at_kill < BUILDS, "everything was delivered before the kill; test proves nothing"
     proc = _start(env)
     try:
-        assert _wait(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
+        assert wait_until(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
         time.sleep(1.5)  # another poll or two: nothing more may arrive
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -103,7 +95,7 @@ def test_sigterm_readiness_watchdog_and_metrics(env: Env, tmp_path: Path) -> Non
                 return
 
     try:
-        assert _wait(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
+        assert wait_until(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
         drain()
         scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
@@ -148,7 +140,7 @@ def test_long_first_sight_backfill_never_delays_live_polls(tmp_path: Path) -> No
             time.sleep(2.5)  # the daemon has found `huge` and is backfilling it
             jenkins.add_build("live", 2, timestamp=T0 + 5, duration=10)
             added = time.monotonic()
-            assert _wait(lambda: ("live", 2) in e.runs(), timeout=10)
+            assert wait_until(lambda: ("live", 2) in e.runs(), timeout=10)
             latency = time.monotonic() - added
             assert len(e.sent("huge")) < 400, "backfill already done: proves nothing"
         finally:
@@ -166,7 +158,7 @@ def test_sigterm_with_sei_hanging_still_exits_in_time(tmp_path: Path) -> None:
         e.write(poll_interval=1)
         proc = _start(e)
         try:
-            assert _wait(lambda: len(sei.attempts) > 0 or e.jenkins.count("/job/x/") > 0, 20)
+            assert wait_until(lambda: len(sei.attempts) > 0 or e.jenkins.count("/job/x/") > 0, 20)
             time.sleep(1.0)  # the POST is in flight, SEI sits on it
         finally:
             proc.send_signal(signal.SIGTERM)

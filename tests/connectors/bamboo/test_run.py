@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from connectors.bamboo.standin import FakeBamboo, now_ms
 from poller.cli import main
 from poller.standins.sei import FakeSei
+from tests.conftest import wait_until
 from tests.connectors.bamboo.env import DAY, SECOND, Env
 
 T0 = (now_ms() - DAY) // SECOND * SECOND
@@ -27,15 +28,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
         e = Env(fb, sei, tmp_path, tmp_path / "config.toml")
         e.write(poll_interval=1)
         yield e
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_daemon_backfills_then_sends_each_result_and_deployment_as_it_finishes(env: Env) -> None:
@@ -56,13 +48,13 @@ def test_daemon_backfills_then_sends_each_result_and_deployment_as_it_finishes(e
         text=True,
     )
     try:
-        assert _wait(lambda: len(env.sei.keys()) == 21), "backfill never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 21), "backfill never arrived"
         running = fb.trigger("D-P2")
         deploying = fb.deploy(prod, version, user="kim")
         time.sleep(1.5)
         fb.finish("D-P2", running, "Failed")
         fb.finish_deploy(deploying)
-        assert _wait(lambda: len(env.sei.keys()) == 23), "the new results never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 23), "the new results never arrived"
         fb.reset_requests()
         time.sleep(2.5)  # two idle polls or more
         polls = [r.path for r in fb.requests]

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from connectors.buildkite.standin import FakeBuildkite, iso, now_ms
 from poller.config import load
 from poller.payload import iso_time
 from poller.standins.sei import FakeSei
-from tests.conftest import write_config
+from tests.conftest import wait_until, write_config
 from tests.connectors.buildkite.env import DAY, HOUR, MINUTE, SECOND, Env, bk_params
 
 T0 = now_ms() - 2 * DAY
@@ -557,12 +557,12 @@ def test_daemon_sends_each_build_as_it_finishes_and_idles_on_one_request(env: En
         text=True,
     )
     try:
-        assert _wait(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         now = now_ms()
         bk.add_build("p3", state="running", created=now, started=now)
         time.sleep(1.5)
         bk.update("p3", 5, state="failed", finished=now_ms())
-        assert _wait(lambda: len(env.sei.keys()) == 21), "the new build never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 21), "the new build never arrived"
         bk.reset_requests()
         time.sleep(2.5)  # two idle polls or more
         polls = [r.path for r in bk.requests]
@@ -572,15 +572,6 @@ def test_daemon_sends_each_build_as_it_finishes_and_idles_on_one_request(env: En
         assert proc.wait(15) == 0
     assert env.runs()[("acme/p3", 5)]["result"] == "FAILURE"
     assert len(env.sei.keys()) == len(set(env.sei.keys())) == 21
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _drop_chain(env: Env) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from connectors.gocd.standin import FakeGoCD, StageConfig, forced, now_ms
 from poller.cli import main
 from poller.standins.sei import FakeSei
+from tests.conftest import wait_until
 from tests.connectors.gocd.env import DAY, SECOND, Env
 from tests.connectors.gocd.test_connector import APP
 
@@ -29,15 +30,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
         e = Env(gocd, sei, tmp_path, tmp_path / "config.toml")
         e.write(poll_interval=1)
         yield e
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("granularity", ["pipeline", "stage"])
@@ -59,12 +51,12 @@ def test_daemon_backfills_then_sends_each_run_as_it_finishes(env: Env, granulari
         text=True,
     )
     try:
-        assert _wait(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         c = g.trigger("p3", forced("bob"))
         g.begin("p3", c, "build")
         time.sleep(1.5)
         g.finish("p3", c, "build", "Failed")
-        assert _wait(lambda: len(env.sei.keys()) == 21), "the new run never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 21), "the new run never arrived"
         g.reset_requests()
         time.sleep(2.5)  # two idle polls or more
         polls = [(r.path, r.status) for r in g.requests]

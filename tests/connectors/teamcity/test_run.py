@@ -16,6 +16,7 @@ import pytest
 from connectors.teamcity.standin import FakeTeamCity, now_ms
 from poller.cli import main
 from poller.standins.sei import FakeSei
+from tests.conftest import wait_until
 from tests.connectors.teamcity.env import DAY, SECOND, Env
 
 T0 = (now_ms() - DAY) // SECOND * SECOND
@@ -27,15 +28,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
         e = Env(tc, sei, tmp_path, tmp_path / "config.toml")
         e.write(poll_interval=1)
         yield e
-
-
-def _wait(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_daemon_backfills_then_sends_each_build_as_it_finishes(env: Env) -> None:
@@ -52,12 +44,12 @@ def test_daemon_backfills_then_sends_each_build_as_it_finishes(env: Env) -> None
         text=True,
     )
     try:
-        assert _wait(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         running = tc.queue_build("D_C3")
         tc.start_build(running)
         time.sleep(1.5)
         tc.finish_build(running, "FAILURE")
-        assert _wait(lambda: len(env.sei.keys()) == 21), "the new build never arrived"
+        assert wait_until(lambda: len(env.sei.keys()) == 21), "the new build never arrived"
         tc.reset_requests()
         time.sleep(2.5)  # two idle polls or more
         polls = [r.path for r in tc.requests]
