@@ -67,7 +67,14 @@ from connectors.base import (
 )
 from connectors.kit.cursors import dump_cursor, load_cursor
 from connectors.kit.held import Held
-from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.http import (
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    prepare,
+    redact_url,
+    status_error,
+)
 from connectors.kit.paging import by_offset
 from connectors.kit.settings import Duration, TokenOrPassword
 from connectors.kit.throttle import Throttle
@@ -280,17 +287,8 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
         status = resp.status_code
         if redirect := foreign_redirect(resp, self.base):
             raise redirect  # never followed: the credentials would go wherever it points
-        if status == 404:
-            raise NotFound(f"not found (404){_message(body)}", url=where, status=404)
-        if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
-            raise ConnectorError(
-                f"Bamboo {what} (HTTP {status}){_message(body)}", url=where, status=status
-            )
         if status != 200:
-            raise ConnectorError(
-                f"HTTP {status} from Bamboo{_message(body)}", url=where, status=status
-            )
+            raise status_error(status, "Bamboo", where, _message(body))
         return json_answer(body, resp, url, "Bamboo")
 
     def _items(self, path: str, params: dict[str, Any], *keys: str) -> list[dict[str, Any]]:

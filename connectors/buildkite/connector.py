@@ -53,7 +53,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from connectors.base import ChangesAfterSend, HoldsPending, ServerCursor, Services
 from connectors.kit.cursors import OVERLAP, date_header, load_cursor
 from connectors.kit.held import Held
-from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.http import (
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    prepare,
+    redact_url,
+    status_error,
+)
 from connectors.kit.pacing import Pacer
 from connectors.kit.paging import last_page, next_link, same_host
 from connectors.kit.settings import Duration
@@ -204,21 +211,10 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
             self.scopes = tuple(s.strip() for s in scopes.split(",") if s.strip())
         if redirect := foreign_redirect(resp, self.base):
             raise redirect
-        if status == 404:
-            raise NotFound(f"not found (404){_message(body)}", url=where, status=404)
-        if status in (401, 403):
-            what = "refused the token" if status == 401 else "denied access"
+        if status != 200:
             need = resp.headers.get("X-Accepted-OAuth-Scopes")
             hint = f" (needs scope {need})" if need else ""
-            raise ConnectorError(
-                f"Buildkite {what} (HTTP {status}){hint}{_message(body)}",
-                url=where,
-                status=status,
-            )
-        if status != 200:
-            raise ConnectorError(
-                f"HTTP {status} from Buildkite{_message(body)}", url=where, status=status
-            )
+            raise status_error(status, "Buildkite", where, _message(body), who="token", hint=hint)
         return json_answer(body, resp, url, "Buildkite"), resp.headers
 
     def _org(self, path: str = "") -> str:

@@ -71,7 +71,14 @@ from connectors.base import (
 )
 from connectors.kit.cursors import date_header, dump_cursor, load_cursor
 from connectors.kit.held import Held
-from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.http import (
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    prepare,
+    redact_url,
+    status_error,
+)
 from connectors.kit.paging import follow
 from connectors.kit.settings import Duration, TokenOrPassword
 from connectors.kit.throttle import Throttle
@@ -276,13 +283,6 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                 url=where,
                 status=404,
             )
-        if status == 404:
-            raise NotFound(f"not found (404){_message(data)}", url=where, status=404)
-        if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
-            raise ConnectorError(
-                f"GoCD {what} (HTTP {status}){_message(data)}", url=where, status=status
-            )
         if status == 202 and api == "dashboard":
             raise ConnectorError(
                 "GoCD is still loading its dashboard (HTTP 202); polled again next time",
@@ -290,9 +290,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
                 status=202,
             )
         if status != 200:
-            raise ConnectorError(
-                f"HTTP {status} from GoCD{_message(data)}", url=where, status=status
-            )
+            raise status_error(status, "GoCD", where, _message(data))
         if data is _NOT_JSON:
             json_answer(body, resp, url, "GoCD")  # raises: one line on what came instead
         return status, data, resp.headers

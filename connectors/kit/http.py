@@ -14,7 +14,7 @@ from urllib3.exceptions import MaxRetryError, SSLError
 from urllib3.util.retry import Retry
 
 from poller import network
-from poller.errors import ConnectorError
+from poller.errors import ConnectorError, NotFound
 from poller.model import ServerSpec
 
 if TYPE_CHECKING:
@@ -121,6 +121,28 @@ def json_answer(body: bytes, resp: requests.Response, url: str, system: str) -> 
             url=redact_url(url),
             status=resp.status_code,
         ) from None
+
+
+def status_error(
+    status: int,
+    system: str,
+    where: str,
+    detail: str = "",
+    *,
+    who: str = "credentials",
+    hint: str = "",
+) -> ConnectorError:
+    """The error an answer other than 200 means: 404 is `NotFound` (the core forgets what is
+    gone), 401 and 403 say who refused, anything else names the status. `detail` is the
+    server's own message, `hint` what to do about a refusal."""
+    if status == 404:
+        return NotFound(f"not found (404){detail}", url=where, status=404)
+    if status in (401, 403):
+        what = f"refused the {who}" if status == 401 else "denied access"
+        return ConnectorError(
+            f"{system} {what} (HTTP {status}){hint}{detail}", url=where, status=status
+        )
+    return ConnectorError(f"HTTP {status} from {system}{detail}", url=where, status=status)
 
 
 def foreign_redirect(resp: requests.Response, base: str) -> ConnectorError | None:

@@ -56,7 +56,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import RecentBuilds, ServerCursor, Services
 from connectors.kit.cursors import OVERLAP, date_header, load_cursor
-from connectors.kit.http import foreign_redirect, get_capped, json_answer, prepare, redact_url
+from connectors.kit.http import (
+    foreign_redirect,
+    get_capped,
+    json_answer,
+    prepare,
+    redact_url,
+    status_error,
+)
 from connectors.kit.paging import follow
 from connectors.kit.settings import TokenOrPassword
 from connectors.kit.throttle import Throttle
@@ -189,17 +196,8 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
         status = resp.status_code
         if redirect := foreign_redirect(resp, self.base):
             raise redirect  # never followed: the credentials would go wherever it points
-        if status == 404:
-            raise NotFound(f"not found (404){_error_text(body)}", url=where, status=404)
-        if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
-            raise ConnectorError(
-                f"TeamCity {what} (HTTP {status}){_error_text(body)}", url=where, status=status
-            )
         if status != 200:
-            raise ConnectorError(
-                f"HTTP {status} from TeamCity{_error_text(body)}", url=where, status=status
-            )
+            raise status_error(status, "TeamCity", where, _error_text(body))
         return json_answer(body, resp, url, "TeamCity"), date_header(resp.headers.get("Date"))
 
     def _api(self, path: str, **params: str) -> tuple[Any, int | None]:

@@ -257,3 +257,17 @@ def test_credentials_reach_the_server_as_bearer_or_basic(httpserver: Any) -> Non
         with requests.Session() as s:
             TokenOrPassword(**keys).authorise(s)  # type: ignore[arg-type]
             assert s.get(httpserver.url_for(path), timeout=5).text == path[1:]
+
+
+def test_a_status_other_than_200_is_one_line_naming_the_system_and_who_refused() -> None:
+    from connectors.kit.http import status_error
+    from poller.errors import NotFound
+
+    gone = status_error(404, "GoCD", "https://ci/x", ": no such pipeline")
+    assert isinstance(gone, NotFound) and str(gone).startswith("not found (404): no such")
+    refused = status_error(401, "Buildkite", "https://ci/x", who="token", hint=" (needs scope a)")
+    assert "Buildkite refused the token (HTTP 401) (needs scope a)" in str(refused)
+    assert "TeamCity denied access (HTTP 403)" in str(status_error(403, "TeamCity", "u"))
+    failed = status_error(502, "Bamboo", "u", ": bad gateway")
+    assert not isinstance(failed, NotFound) and failed.status == 502
+    assert "HTTP 502 from Bamboo: bad gateway" in str(failed)
