@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -95,12 +96,15 @@ backfill_since = "all"
     return path
 
 
-def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any], str]]:
-    """The CI stand-in to run, seeded, and its `[[servers]]` keys."""
+def _stand_in(
+    ci: str, tls: ssl.SSLContext | None = None
+) -> tuple[str, AbstractContextManager[Any], Callable[[Any], str]]:
+    """The CI stand-in to run, seeded, and its `[[servers]]` keys (`tls`: served over HTTPS,
+    as the network tests run every connector)."""
     if ci == "buildkite":
         from connectors.buildkite.standin import FakeBuildkite
 
-        bk = FakeBuildkite(org="dean-test")  # the organisation the recordings come from
+        bk = FakeBuildkite(org="dean-test", tls=tls)  # the organisation the recordings come from
         for p in bk.recorded("buildkiterb/test_pipeline_list.extracted.json"):
             bk.add_recorded_pipeline(p)
         for b in bk.recorded("buildkiterb/test_build_list_org.extracted.json"):
@@ -110,24 +114,24 @@ def _stand_in(ci: str) -> tuple[str, AbstractContextManager[Any], Callable[[Any]
         from connectors.bamboo.standin import FakeBamboo
         from connectors.bamboo.standin import seed_demo as seed_bamboo
 
-        fb = FakeBamboo(context_path="/bamboo")
+        fb = FakeBamboo(context_path="/bamboo", tls=tls)
         seed_bamboo(fb)
         return "Bamboo", fb, _bamboo_server
     if ci == "gocd":
         from connectors.gocd.standin import FakeGoCD
         from connectors.gocd.standin import seed_demo as seed_gocd
 
-        gocd = FakeGoCD()
+        gocd = FakeGoCD(tls=tls)
         seed_gocd(gocd)
         return "GoCD", gocd, _gocd_server
     if ci == "teamcity":
         from connectors.teamcity.standin import FakeTeamCity
         from connectors.teamcity.standin import seed_demo as seed_teamcity
 
-        tc = FakeTeamCity(context_path="/teamcity", tz="+0300")
+        tc = FakeTeamCity(context_path="/teamcity", tz="+0300", tls=tls)
         seed_teamcity(tc)
         return "TeamCity", tc, _teamcity_server
-    jenkins = FakeJenkins(context_path="/jenkins")
+    jenkins = FakeJenkins(context_path="/jenkins", tls=tls)
     seed_demo(jenkins)
     return "Jenkins", jenkins, _jenkins_server
 

@@ -3,7 +3,8 @@ password, client certificates, login pages, redirects elsewhere.
 
 No network: a CA made at test time (`trustme`), the stand-ins serving HTTPS, a forward
 proxy with Basic authentication and CONNECT on 127.0.0.1, and real `sei-poller` runs.
-Jenkins, TeamCity and SEI are each shown through the same `poller.network` endpoint code.
+Jenkins, TeamCity and SEI are each shown through the same `poller.network` endpoint code, and
+every other connector's demo server through the same route and trust.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import trustme
 from connectors.jenkins.standin import FakeJenkins
 from connectors.teamcity.standin import FakeTeamCity
 from poller.cli import main
+from poller.demo import _stand_in
+from poller.demo import write_config as write_demo_config
 from poller.standins.faults import login_page
 from poller.standins.forward_proxy import ForwardProxy
 from poller.standins.sei import FakeSei
@@ -288,6 +291,30 @@ def test_an_untrusted_certificate_is_one_line_never_retried_and_loses_nothing(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
     assert tls_world.run("once") == 0
     assert tls_world.delivered() == EXPECTED  # once each
+
+
+@pytest.mark.parametrize("ci", ["teamcity", "buildkite", "bamboo", "gocd"])
+def test_every_connector_takes_the_same_route_and_trust(
+    ci: str, tmp_path: Path, server_tls: Any, ca_file: Path, proxy: ForwardProxy, capsys: Any
+) -> None:
+    """Each connector's demo server over HTTPS behind the egress proxy, both named only by
+    the server's own keys (no environment a bare session would read): without the company
+    CA one line and one handshake (never retried), nothing sent; with it, everything,
+    through the tunnel. A connector building its own session fails one or the other."""
+    _, standin, keys = _stand_in(ci, tls=server_tls)
+    with standin as server, FakeSei() as sei:
+        route = f'{keys(server)}\nproxy = "{proxy.url()}"'
+        config = str(write_demo_config(tmp_path, sei, route, ci))
+        assert main(["-c", config, "once"]) == 1
+        err = capsys.readouterr().err
+        assert f"TLS: cannot trust {_port(server.url)}: unknown issuer" in err
+        assert "Traceback" not in err
+        assert server.handshake_failures == 1
+        assert sei.received == []
+        write_demo_config(tmp_path, sei, f'{route}\nverify_tls = "{ca_file}"', ci)
+        assert main(["-c", config, "once"]) == 0
+        assert len(sei.received) > 0
+        assert _port(server.url) in _hosts(proxy, "CONNECT")
 
 
 def test_the_daemon_says_it_once_per_poll_and_keeps_the_other_servers_going(
