@@ -181,6 +181,13 @@ def read_capped(resp: requests.Response, where: str, limit: int) -> bytes:
             if size > limit:
                 raise ConnectorError(f"answer larger than {limit >> 20} MB", url=where)
             chunks.append(chunk)
+    except requests.exceptions.ContentDecodingError:
+        # Seen from a real Buildbot 4.3 (Twisted 26.10) while other clients dropped their
+        # connections mid-answer: a gzip body without its gzip header.
+        encoding = resp.headers.get("Content-Encoding", "")
+        raise ConnectorError(
+            f"answer does not decode as its Content-Encoding ({encoding}) says", url=where
+        ) from None
     except requests.RequestException as exc:
         raise ConnectorError(
             f"connection broken mid-answer: {type(exc).__name__}", url=where

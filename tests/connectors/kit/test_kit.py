@@ -220,6 +220,38 @@ def test_get_capped_sends_per_request_headers_beside_the_sessions() -> None:
     assert seen[1]["Accept"] == "*/*" and seen[1]["X-Token"] == "kept"  # not left behind
 
 
+def test_a_gzip_answer_that_does_not_decode_is_one_line_not_a_traceback(httpserver: Any) -> None:
+    """What a real Buildbot served, rarely, while other clients dropped their connections:
+    `Content-Encoding: gzip` on a body missing its gzip header."""
+    import gzip
+
+    import requests
+
+    from connectors.kit.http import get_capped, prepare
+    from connectors.kit.throttle import Throttle
+    from poller.model import ServerSpec
+
+    headerless = gzip.compress(b'{"builds": []}' * 50)[10:]
+    httpserver.expect_request("/api").respond_with_data(
+        headerless, headers={"Content-Encoding": "gzip"}, content_type="application/json"
+    )
+    spec = ServerSpec(name="s", type="t", url=httpserver.url_for("/"))
+    with prepare(requests.Session(), spec) as session, pytest.raises(ConnectorError) as caught:
+        get_capped(
+            session,
+            httpserver.url_for("/api"),
+            None,
+            timeout=5,
+            throttle=Throttle(1, None),
+            on_request=None,
+            system="Buildbot",
+            limit=1 << 20,
+            spec=spec,
+        )
+    assert "does not decode as its Content-Encoding (gzip) says" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 # -- settings -------------------------------------------------------------------------------
 
 
