@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import certifi
+import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
@@ -79,6 +80,18 @@ class Endpoint:
         auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         return dict(make_headers(proxy_basic_auth=auth))
 
+    def tls_options(self) -> dict[str, Any]:
+        """urllib3's connection keywords for trusting what this endpoint trusts (its context
+        holds the CAs and the client certificate), with Nagle off."""
+        options: dict[str, Any] = {
+            "ssl_context": self.context,
+            "cert_reqs": "CERT_REQUIRED" if self.verify else "CERT_NONE",
+            "socket_options": NODELAY,
+        }
+        if not self.verify:
+            options["assert_hostname"] = False
+        return options
+
     def pool(self, *, maxsize: int, timeout: urllib3.Timeout) -> urllib3.PoolManager:
         """A urllib3 pool for this endpoint: through the proxy (CONNECT for https) or not."""
         common: dict[str, Any] = {
@@ -86,12 +99,8 @@ class Endpoint:
             "maxsize": maxsize,
             "retries": False,
             "timeout": timeout,
-            "ssl_context": self.context,
-            "cert_reqs": "CERT_REQUIRED" if self.verify else "CERT_NONE",
-            "socket_options": NODELAY,
+            **self.tls_options(),
         }
-        if not self.verify:
-            common["assert_hostname"] = False
         if self.proxy:
             return urllib3.ProxyManager(
                 _without_userinfo(self.proxy),
@@ -100,6 +109,18 @@ class Endpoint:
                 **common,
             )
         return urllib3.PoolManager(**common)
+
+    def mount(self, session: requests.Session, **adapter: Any) -> requests.Session:
+        """Send `session` this endpoint's way and no other: its proxy and its trust, the
+        environment read once (by `endpoint`), not again by requests on each request.
+        `adapter` goes to `EndpointAdapter` (retries, pool sizes)."""
+        session.trust_env = False
+        session.verify = self.verify
+        session.proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else {}
+        mounted = EndpointAdapter(self, **adapter)
+        session.mount("http://", mounted)
+        session.mount("https://", mounted)
+        return session
 
 
 def endpoint(
@@ -232,25 +253,16 @@ class EndpointAdapter(HTTPAdapter):
         self.endpoint = ep
         super().__init__(**kwargs)
 
-    def _tls(self) -> dict[str, Any]:
-        ep = self.endpoint
-        tls: dict[str, Any] = {
-            "ssl_context": ep.context,
-            "cert_reqs": "CERT_REQUIRED" if ep.verify else "CERT_NONE",
-            "socket_options": NODELAY,
-        }
-        if not ep.verify:
-            tls["assert_hostname"] = False
-        return tls
-
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **kwargs: Any
     ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **kwargs, **self._tls())
+        super().init_poolmanager(
+            connections, maxsize, block, **kwargs, **self.endpoint.tls_options()
+        )
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         return super().proxy_manager_for(
-            proxy, proxy_ssl_context=self.endpoint.context, **kwargs, **self._tls()
+            proxy, proxy_ssl_context=self.endpoint.context, **kwargs, **self.endpoint.tls_options()
         )
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
@@ -260,7 +272,7 @@ class EndpointAdapter(HTTPAdapter):
         self, request: Any, verify: Any, cert: Any = None
     ) -> Any:
         host, _pool = super().build_connection_pool_key_attributes(request, verify, cert)
-        return host, self._tls()
+        return host, self.endpoint.tls_options()
 
 
 # -- the operator's failures, in one line each -----------------------------------------------

@@ -140,16 +140,9 @@ class Sender:
             maxsize=max(concurrency, 1) + 1,
             timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
         )
-        self._session = requests.Session()
-        self._session.trust_env = False
-        self._session.verify = self.net.verify
-        if self.net.proxy:
-            self._session.proxies = {"http": self.net.proxy, "https": self.net.proxy}
-        adapter = network.EndpointAdapter(
-            self.net, pool_connections=1, pool_maxsize=max(concurrency, 1) + 1
+        self._session = self.net.mount(
+            requests.Session(), pool_connections=1, pool_maxsize=max(concurrency, 1) + 1
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
         self._headers = {
             "Authorization": f"ApiKey {api_key}",
             "Content-Type": "application/json",

@@ -60,16 +60,9 @@ def prepare(session: requests.Session, spec: ServerSpec) -> requests.Session:
     """The server's route and trust (`poller.network`), GET retries, a pool as wide as
     `max_concurrency`. The environment is read once, by `network.endpoint`, not again by
     requests on each request: the session goes where the endpoint says and nowhere else."""
-    ep = endpoint_of(spec)
-    session.trust_env = False
-    session.verify = ep.verify
-    session.proxies = {"http": ep.proxy, "https": ep.proxy} if ep.proxy else {}
-    adapter = network.EndpointAdapter(
-        ep, max_retries=GET_RETRY, pool_maxsize=spec.max_concurrency + 1
+    return endpoint_of(spec).mount(
+        session, max_retries=GET_RETRY, pool_maxsize=spec.max_concurrency + 1
     )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def endpoint_of(spec: ServerSpec) -> network.Endpoint:
