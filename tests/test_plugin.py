@@ -29,8 +29,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from connectors.base import Services
-from connectors.kit.http import get_capped, json_answer, prepare
-from connectors.kit.throttle import Throttle
+from connectors.kit.http import Client, json_answer
 from poller.model import Build, JobCursor, JobRef, ServerSpec
 
 
@@ -44,18 +43,12 @@ class TinyConnector:
     sequential: ClassVar[bool] = True
 
     def __init__(self, spec: ServerSpec, services: Services) -> None:
-        import requests
-
-        self.spec, self.services = spec, services
-        self.session = prepare(requests.Session(), spec)
-        self.throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self.spec = spec
+        self.http = Client(spec, "Tiny", limit=1 << 20, on_request=services.on_request)
 
     def _builds(self) -> list[dict[str, Any]]:
         url = self.spec.url + "api/builds"
-        resp, body = get_capped(
-            self.session, url, None, timeout=self.spec.timeout, throttle=self.throttle,
-            on_request=self.services.on_request, system="Tiny", limit=1 << 20, spec=self.spec,
-        )
+        resp, body = self.http.get(url)
         return json_answer(body, resp, url, "Tiny")
 
     def discover(self):
@@ -79,7 +72,7 @@ class TinyConnector:
         return {"version": "Tiny 1.0", "user": "anyone"}
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 """
 
 

@@ -53,7 +53,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,16 +67,14 @@ from connectors.base import (
 from connectors.kit.cursors import dump_cursor, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import (
+    Client,
     foreign_redirect,
-    get_capped,
     json_answer,
-    prepare,
     redact_url,
     status_error,
 )
 from connectors.kit.paging import by_offset
 from connectors.kit.settings import Duration, TokenOrPassword
-from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Artifact,
@@ -247,11 +244,8 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
         self.services = services or Services()
         self.base = spec.url if spec.url.endswith("/") else spec.url + "/"
         self.settings: Settings = spec.settings
-        s = requests.Session()
-        s.headers["Accept"] = "application/json"
-        self.settings.authorise(s)
-        self._session = prepare(s, spec)
-        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._http = Client(spec, "Bamboo", limit=MAX_BODY, on_request=self.services.on_request)
+        self.settings.authorise(self._http.session)
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # by job_full_name
         self._by_key: dict[str, _Job] = {}  # plans and branch plans by plan key
@@ -273,17 +267,7 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
         """GET `rest/api/latest/<path>.json`: a JSON answer, or one line saying why not."""
         url = f"{self.base}rest/api/latest/{path}.json"
         where = redact_url(url)
-        resp, body = get_capped(
-            self._session,
-            url,
-            params,
-            timeout=self.spec.timeout,
-            throttle=self._throttle,
-            on_request=self.services.on_request,
-            system="Bamboo",
-            limit=MAX_BODY,
-            spec=self.spec,
-        )
+        resp, body = self._http.get(url, params)
         status = resp.status_code
         if redirect := foreign_redirect(resp, self.base):
             raise redirect  # never followed: the credentials would go wherever it points
@@ -367,7 +351,7 @@ class BambooConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds
             self._repo_url(row)
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     @property
     def max_pending_age(self) -> float:

@@ -29,15 +29,13 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from connectors.base import Services
 from connectors.kit.http import (
+    Client,
     failure,
     foreign_redirect,
-    get_capped,
     json_answer,
-    prepare,
     redact_url,
 )
 from connectors.kit.paging import by_offset
-from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Build,
@@ -108,10 +106,7 @@ class BuildbotConnector:
             if settings.username is not None and settings.password is not None
             else None
         )
-        self._session = requests.Session()
-        self._session.headers["Accept"] = "application/json"
-        prepare(self._session, spec)
-        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._http = Client(spec, "Buildbot", limit=MAX_BODY, on_request=self.services.on_request)
         self._login_lock = threading.Lock()
         self._logins = 0  # how many logins so far: a thread that saw a 403 re-logs once
         self._ids: dict[str, int] = {}  # builder name → builderid, from the last discover
@@ -137,17 +132,7 @@ class BuildbotConnector:
 
     def _fetch(self, url: str, params: list[tuple[str, Any]]) -> Any:
         where = redact_url(url)
-        resp, body = get_capped(
-            self._session,
-            url,
-            params or None,
-            timeout=self.spec.timeout,
-            throttle=self._throttle,
-            on_request=self.services.on_request,
-            system="Buildbot",
-            limit=MAX_BODY,
-            spec=self.spec,
-        )
+        resp, body = self._http.get(url, params or None)
         status = resp.status_code
         if redirect := foreign_redirect(resp, self.base):
             raise redirect  # never followed: it would carry our session cookie along
@@ -175,9 +160,9 @@ class BuildbotConnector:
             if self._logins != seen:
                 return
             url = self.base + "auth/login"
-            with self._throttle.slot():
+            with self._http.throttle.slot():
                 try:
-                    resp = self._session.get(
+                    resp = self._http.session.get(
                         url, auth=self._login_auth, allow_redirects=False, timeout=self.spec.timeout
                     )
                 except requests.RequestException as exc:
@@ -227,7 +212,7 @@ class BuildbotConnector:
         return {"version": f"Buildbot {versions.get('Buildbot', '?')}", "user": who}
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def discover(self) -> Iterator[JobRef]:
         """Every builder, with its newest and newest finished build numbers."""

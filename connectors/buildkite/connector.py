@@ -46,7 +46,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -54,17 +53,15 @@ from connectors.base import ChangesAfterSend, HoldsPending, ServerCursor, Servic
 from connectors.kit.cursors import OVERLAP, date_header, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import (
+    Client,
     foreign_redirect,
-    get_capped,
     json_answer,
-    prepare,
     redact_url,
     status_error,
 )
 from connectors.kit.pacing import Pacer
 from connectors.kit.paging import last_page, next_link, same_host
 from connectors.kit.settings import Duration
-from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Artifact,
@@ -154,11 +151,9 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         self.base = base + "/"
         self.settings: Settings = spec.settings
         self.org = self.settings.organization
-        s = requests.Session()
-        s.headers["Accept"] = "application/json"
-        s.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-        self._session = prepare(s, spec)
-        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._http = Client(spec, "Buildkite", limit=MAX_BODY, on_request=self.services.on_request)
+        token = self.settings.token.get_secret_value()
+        self._http.session.headers["Authorization"] = f"Bearer {token}"
         self._lock = threading.Lock()
         self._pacer = Pacer(reserve=RESERVE, max_wait=MAX_WAIT, clock=self.services.clock)
         self._pipelines: dict[str, dict[str, Any]] = {}  # by slug
@@ -178,17 +173,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         where = redact_url(url)
         for attempt in range(MAX_429 + 1):
             self._pacer.before()
-            resp, body = get_capped(
-                self._session,
-                url,
-                params,
-                timeout=self.spec.timeout,
-                throttle=self._throttle,
-                on_request=self.services.on_request,
-                system="Buildkite",
-                limit=MAX_BODY,
-                spec=self.spec,
-            )
+            resp, body = self._http.get(url, params)
             reset = self._pacer.note(resp.headers)
             if resp.status_code != 429:
                 break
@@ -265,7 +250,7 @@ class BuildkiteConnector(ServerCursor, HoldsPending, ChangesAfterSend):
         }
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     @property
     def max_pending_age(self) -> float:

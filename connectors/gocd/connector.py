@@ -56,7 +56,6 @@ from fnmatch import fnmatchcase
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
-import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,16 +71,14 @@ from connectors.base import (
 from connectors.kit.cursors import date_header, dump_cursor, load_cursor
 from connectors.kit.held import Held
 from connectors.kit.http import (
+    Client,
     foreign_redirect,
-    get_capped,
     json_answer,
-    prepare,
     redact_url,
     status_error,
 )
 from connectors.kit.paging import follow
 from connectors.kit.settings import Duration, TokenOrPassword
-from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Broken,
@@ -225,10 +222,10 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         # `url` may be the server's base or its `/go/` (GoCD serves everything under /go).
         self.base = url if urlsplit(url).path.rstrip("/").endswith("/go") else url + "go/"
         self.api = self.base + "api/"
-        s = requests.Session()
-        self.settings.authorise(s)
-        self._session = prepare(s, spec)
-        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._http = Client(
+            spec, "GoCD", limit=MAX_BODY, on_request=self.services.on_request, accept=None
+        )  # each API wants its own versioned Accept, sent per request
+        self.settings.authorise(self._http.session)
         self._lock = threading.Lock()
         self._pipes: dict[str, _Pipe] = {}
         self._now: int | None = None  # the server's clock at the last discovery (ms)
@@ -253,18 +250,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
-        resp, body = get_capped(
-            self._session,
-            url,
-            params,
-            timeout=self.spec.timeout,
-            throttle=self._throttle,
-            on_request=self.services.on_request,
-            system="GoCD",
-            limit=MAX_BODY,
-            spec=self.spec,
-            headers=headers,
-        )
+        resp, body = self._http.get(url, params, headers)
         status = resp.status_code
         date = date_header(resp.headers.get("Date"))
         if date is not None:
@@ -394,7 +380,7 @@ class GoCDConnector(ServerCursor, HoldsPending, ChangesAfterSend, RecentBuilds, 
         }
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def discover(self) -> Iterator[JobRef]:
         """Every pipeline (or pipeline stage): one request, the dashboard."""

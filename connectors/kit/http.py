@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import MaxRetryError, SSLError
 from urllib3.util.retry import Retry
 
+from connectors.kit.throttle import Throttle
 from poller import network
 from poller.errors import ConnectorError, NotFound
 from poller.model import ServerSpec
-
-if TYPE_CHECKING:
-    from connectors.kit.throttle import Throttle
 
 
 # A poller only reads, and a GET is safe to repeat: a 500 from a controller under load (or a
@@ -232,3 +230,47 @@ def get_capped(
             if on_request:
                 on_request(status, time.monotonic() - started)
     return resp, body
+
+
+class Client:
+    """One CI server's HTTP as a connector holds it: a `prepare`d session (route, trust, GET
+    retries), the server's politeness throttle, and what every `get_capped` to it shares.
+    Connectors add their credentials and headers to `session`."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        system: str,
+        *,
+        limit: int,
+        on_request: Callable[[int | None, float], None] | None = None,
+        accept: str | None = "application/json",
+    ) -> None:
+        self.spec = spec
+        self.system = system
+        self.limit = limit
+        self.on_request = on_request
+        self.session = prepare(requests.Session(), spec)
+        if accept:
+            self.session.headers["Accept"] = accept
+        self.throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+
+    def get(
+        self, url: str, params: Any = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[requests.Response, bytes]:
+        """`get_capped` with this server's session, throttle, timeout and body limit."""
+        return get_capped(
+            self.session,
+            url,
+            params,
+            timeout=self.spec.timeout,
+            throttle=self.throttle,
+            on_request=self.on_request,
+            system=self.system,
+            limit=self.limit,
+            spec=self.spec,
+            headers=headers,
+        )
+
+    def close(self) -> None:
+        self.session.close()

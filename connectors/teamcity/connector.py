@@ -50,23 +50,20 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import RecentBuilds, ServerCursor, Services
 from connectors.kit.cursors import OVERLAP, date_header, load_cursor
 from connectors.kit.http import (
+    Client,
     foreign_redirect,
-    get_capped,
     json_answer,
-    prepare,
     redact_url,
     status_error,
 )
 from connectors.kit.paging import follow
 from connectors.kit.settings import TokenOrPassword
-from connectors.kit.throttle import Throttle
 from poller.errors import ConnectorError, NotFound
 from poller.model import (
     Artifact,
@@ -162,11 +159,8 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
         self.services = services or Services()
         self.base = spec.url if spec.url.endswith("/") else spec.url + "/"
         self.settings: Settings = spec.settings
-        s = requests.Session()
-        s.headers["Accept"] = "application/json"
-        self.settings.authorise(s)
-        self._session = prepare(s, spec)
-        self._throttle = Throttle(spec.max_concurrency, spec.requests_per_second)
+        self._http = Client(spec, "TeamCity", limit=MAX_BODY, on_request=self.services.on_request)
+        self.settings.authorise(self._http.session)
         self._lock = threading.Lock()
         self._configs: dict[str, _Config] = {}  # by external id
         self._by_key: dict[str, _Config] = {}
@@ -182,17 +176,7 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
     def _get(self, url: str, params: dict[str, str] | None = None) -> tuple[Any, int | None]:
         """GET a JSON answer, and the server's clock from its `Date` header (ms)."""
         where = redact_url(url)
-        resp, body = get_capped(
-            self._session,
-            url,
-            params,
-            timeout=self.spec.timeout,
-            throttle=self._throttle,
-            on_request=self.services.on_request,
-            system="TeamCity",
-            limit=MAX_BODY,
-            spec=self.spec,
-        )
+        resp, body = self._http.get(url, params)
         status = resp.status_code
         if redirect := foreign_redirect(resp, self.base):
             raise redirect  # never followed: the credentials would go wherever it points
@@ -257,7 +241,7 @@ class TeamCityConnector(ServerCursor, RecentBuilds):
         return {"version": f"TeamCity {server['version']}", "user": user.get("username")}
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def discover(self) -> Iterator[JobRef]:
         """Every build configuration: one request."""

@@ -925,7 +925,7 @@ def test_a_larger_lookup_limit_offered_by_a_newer_server_is_followed() -> None:
         )
         spec = ServerSpec(name="n", type="teamcity", url=tc.url, settings=settings)
         conn = TeamCityConnector(spec)
-        conn._session.headers["Authorization"] = f"Bearer {tc.token}"
+        conn._http.session.headers["Authorization"] = f"Bearer {tc.token}"
         job = next(j for j in conn.discover() if j.full_name == "N/N_Job")
         conn._remember(long_one, now - HOUR, now)
         changed = type(job)(**{**job.__dict__, "changed": (long_one,)})
