@@ -108,6 +108,14 @@ class Standin:
             self._thread.start()
         return self
 
+    def within(self, path: str) -> str | None:
+        """`path` below the context path ("" at its root), or None outside it: a server
+        deployed under a context path answers nothing else."""
+        ctx = self.context_path
+        if path == ctx or path.startswith(ctx + "/"):
+            return path[len(ctx) :]
+        return None
+
     def stop(self) -> None:
         """Stop serving and close open keep-alive connections (idempotent)."""
         self._stopping.set()

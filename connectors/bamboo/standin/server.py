@@ -125,16 +125,16 @@ def _answer(
     headers: Any,
     extra: list[tuple[str, str]],
 ) -> tuple[int, str, Any]:
-    ctx = fb.context_path
-    if not (path == ctx or path.startswith(ctx + "/")):
-        raise HttpError(404, f"path {path} is outside the context path {ctx or '/'}")
+    rel = fb.within(path)
+    if rel is None:
+        raise HttpError(404, f"path {path} is outside the context path {fb.context_path or '/'}")
     if _who(fb, headers) is None:
         # GUESS: anonymous access off; Bamboo then refuses the request outright.
         extra.append(("WWW-Authenticate", 'OAuth realm="bamboo"'))
         raise HttpError(401, "Client must be authenticated to access this resource.")
     if method not in ("GET", "HEAD"):
         raise HttpError(405, f"HTTP method {method} is not supported here")
-    segs = [unquote(s) for s in path[len(ctx) :].strip("/").split("/")]
+    segs = [unquote(s) for s in rel.strip("/").split("/")]
     if segs[:2] != ["rest", "api"] or len(segs) < 3 or segs[2] not in ("latest", "1.0"):
         raise HttpError(404, f"No resource at {path}")
     rest = segs[3:]

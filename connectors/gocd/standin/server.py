@@ -116,10 +116,10 @@ def _answer(
     if _who(gocd, headers) is None:
         extra.append(("WWW-Authenticate", 'Basic realm="GoCD"'))
         raise HttpError(401, "You are not authenticated!")
-    ctx = gocd.context_path
-    if not (path == ctx or path.startswith(ctx + "/")):
+    rel = gocd.within(path)
+    if rel is None:
         raise _Html404
-    segs = [unquote(s) for s in path[len(ctx) :].strip("/").split("/")]
+    segs = [unquote(s) for s in rel.strip("/").split("/")]
     if segs[:1] != ["api"]:
         raise _Html404
     kind, args = _route(segs[1:])

@@ -184,10 +184,9 @@ def _answer(
     headers: Any,
     extra: list[tuple[str, str]],
 ) -> tuple[int, str, bytes]:
-    ctx = fj.context_path
-    if not (path == ctx or path.startswith(ctx + "/")):
+    rel = fj.within(path)
+    if rel is None:
         return 404, _HTML, _error_page(404, path)
-    rel = path[len(ctx) :]
     refused, user = _user(fj, headers)
     if refused is not None:
         extra.append(("X-You-Are-Authenticated-As", "anonymous"))
@@ -195,7 +194,7 @@ def _answer(
         return 401, _HTML, _error_page(401, path, refused)
     if fj.require_auth and user is None:
         extra.extend(_DENIED_HEADERS)
-        return 403, "text/html;charset=UTF-8", _login_page(ctx, path, raw_query)
+        return 403, "text/html;charset=UTF-8", _login_page(fj.context_path, path, raw_query)
     if method not in ("GET", "HEAD"):
         return 405, _HTML, _error_page(405, path)
     try:

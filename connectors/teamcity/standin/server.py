@@ -111,10 +111,9 @@ def _answer(
     headers: Any,
     extra: list[tuple[str, str]],
 ) -> tuple[int, str, bytes]:
-    ctx = tc.context_path
-    if not (path == ctx or path.startswith(ctx + "/")):
-        raise HttpError(404, f"path {path} is outside the context path {ctx or '/'}")
-    rel = path[len(ctx) :]
+    rel = tc.within(path)
+    if rel is None:
+        raise HttpError(404, f"path {path} is outside the context path {tc.context_path or '/'}")
     prefix = ""
     for p in ("/httpAuth", "/guestAuth"):
         if rel.startswith(p + "/"):
