@@ -7,7 +7,7 @@ import json
 import sqlite3
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 import connectors.kit.http
 from poller import logs
 from poller.cli import main
+from poller.payload import execution_id
 from poller.standins.sei import FakeSei
 
 # What routes and trusts requests (`poller.network`): the host's settings stay out of tests,
@@ -153,6 +154,30 @@ class PollerEnv:
     def runs(self) -> dict[tuple[str, int], dict[str, Any]]:
         """Accepted runs by (job_full_name, build_number)."""
         return {(k[1], k[2]): v for k, v in self.sei.runs().items()}
+
+
+def identity(
+    guid: str, instance: str, url: str, job: str, number: int, **more: Any
+) -> dict[str, Any]:
+    """The payload fields a build owes to config and identity, which tests seldom vary;
+    `more` adds or replaces some (`web_url`, `qualified_name`)."""
+    return {
+        "job_full_name": job,
+        "qualified_name": job,
+        "instance_name": instance,
+        "instance_guid": guid,
+        "instance_url": url,
+        "build_number": number,
+        "execution_id": execution_id(guid, job, number),
+        "ci": True,
+        "cd": False,
+        **more,
+    }
+
+
+def string_params(values: Mapping[str, object]) -> list[dict[str, str]]:
+    """Parameters as the payload lists them, in the given order."""
+    return [{"type": "StringParameterValue", "name": k, "value": str(v)} for k, v in values.items()]
 
 
 def _toml(v: object) -> str:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.bamboo.standin import FakeBamboo
-from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv
+from tests.conftest import PollerEnv, identity, string_params
 
 GUID = "7c2e9a41-3b5d-4e8f-9a10-6d4c2b1e0f93"
 SECOND = 1000
@@ -37,21 +36,12 @@ class Env(PollerEnv):
 
     def common(self, job: str, number: int, key: str | None = None) -> dict[str, Any]:
         """The payload fields every Bamboo plan result has, from config and identity."""
-        return {
-            "job_full_name": job,
-            "qualified_name": job,
-            "instance_name": "Bamboo-1",
-            "instance_guid": GUID,
-            "instance_url": self.bamboo.url,
-            "build_number": number,
-            "execution_id": execution_id(GUID, job, number),
-            "web_url": f"{self.bamboo.url}browse/{key or f'{job}-{number}'}",
-            "ci": True,
-            "cd": False,
-        }
+        url = self.bamboo.url
+        web_url = f"{url}browse/{key or f'{job}-{number}'}"
+        return identity(GUID, "Bamboo-1", url, job, number, web_url=web_url)
 
 
 def own(state: str, key: str, reason: str, **more: str) -> list[dict[str, str]]:
     """The `bamboo_*` parameters the connector adds after the result's variables."""
     values = {"bamboo_result": state, "bamboo_result_key": key, "bamboo_reason": reason, **more}
-    return [{"type": "StringParameterValue", "name": k, "value": v} for k, v in values.items()]
+    return string_params(values)

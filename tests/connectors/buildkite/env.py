@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.buildkite.standin import FakeBuildkite
-from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv
+from tests.conftest import PollerEnv, identity, string_params
 
 GUID = "7c2e9a41-3b5d-4e8f-9a6c-1d2b3c4e5f60"
 SECOND = 1000
@@ -40,18 +39,8 @@ class Env(PollerEnv):
     def common(self, slug: str, n: int) -> dict[str, Any]:
         """The payload fields every Buildkite build has, from config and identity."""
         job = f"{self.bk.org}/{slug}"
-        return {
-            "job_full_name": job,
-            "qualified_name": job,
-            "instance_name": "Buildkite-1",
-            "instance_guid": GUID,
-            "instance_url": self.bk.url,
-            "build_number": n,
-            "execution_id": execution_id(GUID, job, n),
-            "web_url": f"https://buildkite.com/{self.bk.org}/{slug}/builds/{n}",
-            "ci": True,
-            "cd": False,
-        }
+        web_url = f"https://buildkite.com/{self.bk.org}/{slug}/builds/{n}"
+        return identity(GUID, "Buildkite-1", self.bk.url, job, n, web_url=web_url)
 
 
 def bk_params(build: dict[str, Any], **more: str) -> list[dict[str, str]]:
@@ -63,4 +52,4 @@ def bk_params(build: dict[str, Any], **more: str) -> list[dict[str, str]]:
         **more,
         "bk_build_id": build["id"],
     }
-    return [{"type": "StringParameterValue", "name": k, "value": v} for k, v in own.items()]
+    return string_params(own)

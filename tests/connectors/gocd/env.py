@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.gocd.standin import FakeGoCD
-from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv
+from tests.conftest import PollerEnv, identity, string_params
 
 GUID = "3d6f0b1e-8a2c-4c5e-9f1a-7b6c5d4e3f2a"
 SECOND = 1000
@@ -38,17 +37,8 @@ class Env(PollerEnv):
 
     def common(self, job: str, number: int, qualified: str | None = None) -> dict[str, Any]:
         """The payload fields every GoCD run has, from config and identity."""
-        return {
-            "job_full_name": job,
-            "qualified_name": qualified or job,
-            "instance_name": "GoCD-1",
-            "instance_guid": GUID,
-            "instance_url": self.gocd.url,
-            "build_number": number,
-            "execution_id": execution_id(GUID, job, number),
-            "ci": True,
-            "cd": False,
-        }
+        named = qualified or job
+        return identity(GUID, "GoCD-1", self.gocd.url, job, number, qualified_name=named)
 
 
 def params(**values: Any) -> list[dict[str, Any]]:
@@ -66,8 +56,4 @@ def params(**values: Any) -> list[dict[str, Any]]:
         "comment",
         "waiting",
     )
-    return [
-        {"type": "StringParameterValue", "name": f"gocd_{k}", "value": str(values[k])}
-        for k in order
-        if values.get(k) is not None
-    ]
+    return string_params({f"gocd_{k}": values[k] for k in order if values.get(k) is not None})

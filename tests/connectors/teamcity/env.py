@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.teamcity.standin import FakeTeamCity
-from poller.payload import execution_id
 from poller.standins.sei import FakeSei
-from tests.conftest import PollerEnv
+from tests.conftest import PollerEnv, identity, string_params
 
 GUID = "5b1f3c2a-9d4e-4f6a-8b7c-2e1d0a9f8c7b"
 SECOND = 1000
@@ -37,18 +36,9 @@ class Env(PollerEnv):
 
     def common(self, job: str, build_id: int, bt: str) -> dict[str, Any]:
         """The payload fields every TeamCity build has, from config and identity."""
-        return {
-            "job_full_name": job,
-            "qualified_name": job,
-            "instance_name": "TeamCity-1",
-            "instance_guid": GUID,
-            "instance_url": self.tc.url,
-            "build_number": build_id,
-            "execution_id": execution_id(GUID, job, build_id),
-            "web_url": f"{self.tc.url}viewLog.html?buildId={build_id}&buildTypeId={bt}",
-            "ci": True,
-            "cd": False,
-        }
+        url = self.tc.url
+        web_url = f"{url}viewLog.html?buildId={build_id}&buildTypeId={bt}"
+        return identity(GUID, "TeamCity-1", url, job, build_id, web_url=web_url)
 
 
 def tc_params(number: str, status: str, text: str, trigger: str, **more: str) -> list[dict]:
@@ -60,4 +50,4 @@ def tc_params(number: str, status: str, text: str, trigger: str, **more: str) ->
         "tc_trigger": trigger,
         **more,
     }
-    return [{"type": "StringParameterValue", "name": k, "value": v} for k, v in own.items()]
+    return string_params(own)
