@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -147,6 +151,28 @@ class PollerEnv:
 
     def run(self, *args: str) -> int:
         return main(["-c", str(self.config), *args])
+
+    def start(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """`sei-poller run` in its own process (a signal is then a real one); what it logs
+        goes to `daemon.log` beside the config, never to a pipe nobody reads."""
+        with open(self.dir / "daemon.log", "a") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "poller", "-c", str(self.config), "run"],
+                env={**os.environ, **(extra_env or {})},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
+
+    @contextlib.contextmanager
+    def daemon(self) -> Iterator[subprocess.Popen[str]]:
+        """`start`, then SIGTERM on the way out, which the daemon answers with exit 0."""
+        proc = self.start()
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
 
     def once(self, *args: str) -> int:
         return self.run("once", *args)

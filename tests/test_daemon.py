@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,18 +37,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield e
 
 
-def _start(env: Env, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
-        env={**os.environ, **(extra_env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_sigkill_mid_delivery_loses_nothing(env: Env) -> None:
-    proc = _start(env)
+    proc = env.start()
     try:
         assert wait_until(lambda: len(env.sei.received) >= 60), "delivery never started"
     finally:
@@ -59,7 +46,7 @@ def test_sigkill_mid_delivery_loses_nothing(env: Env) -> None:
         proc.wait(10)
     at_kill = len(env.sei.received)
     assert at_kill < BUILDS, "everything was delivered before the kill; test proves nothing"
-    proc = _start(env)
+    proc = env.start()
     try:
         assert wait_until(lambda: len(set(env.sei.keys())) >= BUILDS, timeout=60)
         time.sleep(1.5)  # another poll or two: nothing more may arrive
@@ -84,7 +71,7 @@ def test_sigterm_readiness_watchdog_and_metrics(env: Env, tmp_path: Path) -> Non
             "[state]", f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n[state]'
         )
     )
-    proc = _start(env, {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
+    proc = env.start({"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
     messages: list[str] = []
 
     def drain() -> None:
@@ -135,7 +122,7 @@ def test_long_first_sight_backfill_never_delays_live_polls(tmp_path: Path) -> No
         for n in range(1, 401):
             jenkins.add_build("huge", n, timestamp=T0 + n, duration=10)
         jenkins.delay(r"/job/huge/api/json", 1.5)  # every page of its history is slow
-        proc = _start(e)
+        proc = e.start()
         try:
             time.sleep(2.5)  # the daemon has found `huge` and is backfilling it
             jenkins.add_build("live", 2, timestamp=T0 + 5, duration=10)
@@ -156,7 +143,7 @@ def test_sigterm_with_sei_hanging_still_exits_in_time(tmp_path: Path) -> None:
         jenkins.add_build("x", 1, timestamp=T0, duration=10)
         e = Env(jenkins, sei, tmp_path, tmp_path / "config.toml")
         e.write(poll_interval=1)
-        proc = _start(e)
+        proc = e.start()
         try:
             assert wait_until(lambda: len(sei.attempts) > 0 or e.jenkins.count("/job/x/") > 0, 20)
             time.sleep(1.0)  # the POST is in flight, SEI sits on it

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,14 +36,7 @@ def test_daemon_backfills_then_sends_each_result_and_deployment_as_it_finishes(e
     version = fb.create_version(proj, "v1", [("D-P0", 5)])
     prod = proj.environments[0]
     fb.add_deployment(prod, version, started=T0 + 9000, finished=T0 + 9500)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with env.daemon():
         assert wait_until(lambda: len(env.sei.keys()) == 21), "backfill never arrived"
         running = fb.trigger("D-P2")
         deploying = fb.deploy(prod, version, user="kim")
@@ -63,9 +52,6 @@ def test_daemon_backfills_then_sends_each_result_and_deployment_as_it_finishes(e
         assert polls and set(polls) == jobs  # one request per job, no discovery
         counts = {p: polls.count(p) for p in jobs}
         assert max(counts.values()) - min(counts.values()) <= 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
     assert env.runs()[("D-P2", running)]["result"] == "FAILURE"
     assert env.runs()[("deploy/D/prod", deploying)]["user_id"] == "kim"
     assert len(env.sei.keys()) == len(set(env.sei.keys())) == 23

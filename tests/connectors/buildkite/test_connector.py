@@ -8,11 +8,7 @@ an idle poll, the rate limit, deep paging and the default URL.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -549,14 +545,7 @@ def test_daemon_sends_each_build_as_it_finishes_and_idles_on_one_request(env: En
         bk.add_pipeline(f"p{k}")
         for _ in range(4):
             bk.add_build(f"p{k}", created=T0, started=T0, finished=T0 + SECOND)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with env.daemon():
         assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         now = now_ms()
         bk.add_build("p3", state="running", created=now, started=now)
@@ -567,9 +556,6 @@ def test_daemon_sends_each_build_as_it_finishes_and_idles_on_one_request(env: En
         time.sleep(2.5)  # two idle polls or more
         polls = [r.path for r in bk.requests]
         assert polls and set(polls) == {"/v2/organizations/acme/builds"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
     assert env.runs()[("acme/p3", 5)]["result"] == "FAILURE"
     assert len(env.sei.keys()) == len(set(env.sei.keys())) == 21
 

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,14 +39,7 @@ def test_daemon_backfills_then_sends_each_run_as_it_finishes(env: Env, granulari
     # pipeline: every instance waits at the gate, and has waited a day: sent at once
     # (max_pending_age 1h); stage: the build stages are the runs
     env.write(poll_interval=1, granularity=granularity, max_pending_age="1h")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with env.daemon():
         assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         c = g.trigger("p3", forced("bob"))
         g.begin("p3", c, "build")
@@ -61,9 +50,6 @@ def test_daemon_backfills_then_sends_each_run_as_it_finishes(env: Env, granulari
         time.sleep(2.5)  # two idle polls or more
         polls = [(r.path, r.status) for r in g.requests]
         assert polls and set(polls) == {("/go/api/dashboard", 304)}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
     key = ("p3", 5) if granularity == "pipeline" else ("p3/build", 5001)
     assert env.runs()[key]["result"] == "FAILURE"
     assert len(env.sei.keys()) == len(set(env.sei.keys())) == 21

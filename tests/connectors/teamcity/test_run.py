@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,14 +32,7 @@ def test_daemon_backfills_then_sends_each_build_as_it_finishes(env: Env) -> None
         tc.add_build_type(f"D_C{k}", f"C{k}", "D")
         for n in range(4):
             tc.add_build(f"D_C{k}", queued=T0 + n * 1000, finished=T0 + n * 1000 + 500)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "poller", "-c", str(env.config), "run"],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with env.daemon():
         assert wait_until(lambda: len(env.sei.keys()) == 20), "backfill never arrived"
         running = tc.queue_build("D_C3")
         tc.start_build(running)
@@ -55,9 +44,6 @@ def test_daemon_backfills_then_sends_each_build_as_it_finishes(env: Env) -> None
         polls = [r.path for r in tc.requests]
         assert polls and set(polls) == {"/app/rest/projects", "/app/rest/builds"}
         assert 2 * polls.count("/app/rest/projects") == polls.count("/app/rest/builds")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
     assert env.runs()[("D/D_C3", running)]["result"] == "FAILURE"
     assert len(env.sei.keys()) == len(set(env.sei.keys())) == 21
 
